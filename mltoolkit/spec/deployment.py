@@ -1,0 +1,226 @@
+"""What a user wants deployed: the model, its replicas and their resources, the balancer.
+
+Every spec validates itself on construction and raises one ``SpecError`` naming the field, the
+value and what is allowed, so nothing starts from a bad description. Specs round-trip through
+plain dicts (``to_dict`` / ``from_dict``) for storage and for widgets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from mltoolkit.errors import SpecError
+from mltoolkit.spec.quantities import cpu_millicores, memory_bytes
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_LABEL_ALLOWED = (
+    "1-63 characters of lowercase letters, digits and '-', starting and ending with a letter "
+    "or digit (a Kubernetes DNS label)"
+)
+MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def default_model_dir() -> Path:
+    """Where ``ModelSpec.from_object`` saves models unless told otherwise."""
+    return Path(os.environ.get("MLTOOLKIT_HOME", Path.home() / ".mltoolkit")) / "models"
+
+
+def check_dns_label(field_name: str, value: Any) -> None:
+    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+        raise SpecError(field_name, value, DNS_LABEL_ALLOWED)
+
+
+def _check_int(field_name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(field_name, value, f"a whole number from {low} to {high}")
+
+
+def _check_number(field_name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise SpecError(field_name, value, f"a number from {low} to {high}")
+
+
+@dataclass(frozen=True)
+class BatchingSpec:
+    """Adaptive batching in the model server: concurrent requests merged into one predict call."""
+
+    enabled: bool = True
+    max_batch_size: int = 64
+    max_wait_ms: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise SpecError("BatchingSpec.enabled", self.enabled, "True or False")
+        _check_int("BatchingSpec.max_batch_size", self.max_batch_size, 1, 4096)
+        _check_number("BatchingSpec.max_wait_ms", self.max_wait_ms, 0, 1000)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to serve: a saved model file (``path``) or, for the cloud, a container ``image``.
+
+    Build one with ``from_object`` (any fitted estimator or picklable object with ``predict``),
+    ``from_file`` or ``from_image``.
+    """
+
+    name: str
+    path: str | None = None
+    image: str | None = None
+    port: int = 8080
+    n_features: int | None = None
+    batching: BatchingSpec = field(default_factory=BatchingSpec)
+
+    def __post_init__(self) -> None:
+        check_dns_label("ModelSpec.name", self.name)
+        if (self.path is None) == (self.image is None):
+            raise SpecError(
+                "ModelSpec.path", self.path, "exactly one of a model file path or an image"
+            )
+        if self.path is not None:
+            if not isinstance(self.path, str) or not self.path.endswith(MODEL_SUFFIXES):
+                raise SpecError(
+                    "ModelSpec.path", self.path, f"a file path ending in one of {MODEL_SUFFIXES}"
+                )
+            if not Path(self.path).is_file():
+                raise SpecError("ModelSpec.path", self.path, "an existing model file")
+        if self.image is not None and (
+            not isinstance(self.image, str) or not self.image or any(c.isspace() for c in self.image)
+        ):
+            raise SpecError("ModelSpec.image", self.image, "a container image reference")
+        _check_int("ModelSpec.port", self.port, 1, 65535)
+        if self.n_features is not None:
+            _check_int("ModelSpec.n_features", self.n_features, 1, 10_000_000)
+        if isinstance(self.batching, Mapping):
+            object.__setattr__(self, "batching", BatchingSpec(**self.batching))
+        if not isinstance(self.batching, BatchingSpec):
+            raise SpecError("ModelSpec.batching", self.batching, "a BatchingSpec")
+
+    @classmethod
+    def from_object(
+        cls, model: Any, name: str, directory: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> ModelSpec:
+        """Save a fitted estimator (or any picklable object with ``predict``) and describe it."""
+        check_dns_label("ModelSpec.name", name)
+        if not callable(getattr(model, "predict", None)):
+            raise SpecError("ModelSpec.model", type(model).__name__, "an object with a predict method")
+        import joblib
+
+        payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.sha256(payload).hexdigest()[:16]
+        target_dir = Path(directory) if directory is not None else default_model_dir()
+        target_dir.mkdir(parents=True, exist_ok=True)
+        path = target_dir / f"{name}-{digest}.joblib"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            joblib.dump(model, tmp)
+            tmp.replace(path)
+        n_features = getattr(model, "n_features_in_", None)
+        kwargs.setdefault("n_features", int(n_features) if n_features is not None else None)
+        return cls(name=name, path=str(path), **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], name: str, **kwargs: Any) -> ModelSpec:
+        return cls(name=name, path=str(path), **kwargs)
+
+    @classmethod
+    def from_image(cls, image: str, name: str, port: int = 8080, **kwargs: Any) -> ModelSpec:
+        return cls(name=name, image=image, port=port, **kwargs)
+
+
+@dataclass(frozen=True)
+class BalancerSpec:
+    """How requests are spread over replicas."""
+
+    policy: str = "least_request"
+    health_interval_s: float = 0.25
+    retries: int = 1
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        from mltoolkit.balancer.policies import policy_names
+
+        if self.policy not in policy_names():
+            raise SpecError("BalancerSpec.policy", self.policy, f"one of {policy_names()}")
+        _check_number("BalancerSpec.health_interval_s", self.health_interval_s, 0.05, 60)
+        _check_int("BalancerSpec.retries", self.retries, 0, 3)
+        _check_number("BalancerSpec.request_timeout_s", self.request_timeout_s, 0.1, 3600)
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """A model served by ``replicas`` copies behind a balancer, with per-replica resources."""
+
+    model: ModelSpec
+    replicas: int = 2
+    cpu: str = "500m"
+    memory: str = "512Mi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+    balancer: BalancerSpec = field(default_factory=BalancerSpec)
+    max_request_bytes: int = 8 * 2**20
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, Mapping):
+            object.__setattr__(self, "model", _build(ModelSpec, self.model, "ModelSpec"))
+        if not isinstance(self.model, ModelSpec):
+            raise SpecError("DeploymentSpec.model", self.model, "a ModelSpec")
+        if isinstance(self.balancer, Mapping):
+            object.__setattr__(self, "balancer", _build(BalancerSpec, self.balancer, "BalancerSpec"))
+        if not isinstance(self.balancer, BalancerSpec):
+            raise SpecError("DeploymentSpec.balancer", self.balancer, "a BalancerSpec")
+        _check_int("DeploymentSpec.replicas", self.replicas, 1, 256)
+        request_cpu = cpu_millicores(self.cpu, "DeploymentSpec.cpu")
+        request_memory = memory_bytes(self.memory, "DeploymentSpec.memory")
+        if self.cpu_limit is not None:
+            limit = cpu_millicores(self.cpu_limit, "DeploymentSpec.cpu_limit")
+            if limit < request_cpu:
+                raise SpecError(
+                    "DeploymentSpec.cpu_limit", self.cpu_limit, f"at least the request {self.cpu!r}"
+                )
+        if self.memory_limit is not None:
+            limit = memory_bytes(self.memory_limit, "DeploymentSpec.memory_limit")
+            if limit < request_memory:
+                raise SpecError(
+                    "DeploymentSpec.memory_limit",
+                    self.memory_limit,
+                    f"at least the request {self.memory!r}",
+                )
+        _check_int("DeploymentSpec.max_request_bytes", self.max_request_bytes, 1024, 2**30)
+
+    @property
+    def cpu_millicores(self) -> int:
+        return cpu_millicores(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_bytes(self.memory)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeploymentSpec:
+        return _build(cls, data, "DeploymentSpec")
+
+
+def _build(cls: type, data: Mapping[str, Any], label: str) -> Any:
+    """Construct a spec dataclass from a dict, rejecting keys it does not know."""
+    if not isinstance(data, Mapping):
+        raise SpecError(label, data, "a mapping of field names to values")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SpecError(f"{label}.{unknown[0]}", data[unknown[0]], f"one of the fields {sorted(known)}")
+    values = dict(data)
+    if cls is ModelSpec and isinstance(values.get("batching"), Mapping):
+        values["batching"] = _build(BatchingSpec, values["batching"], "BatchingSpec")
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field missing
+        raise SpecError(label, dict(data), f"all required fields ({exc})") from None

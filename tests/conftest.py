@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Each test keeps models and process records under its own MLTOOLKIT_HOME."""
+    home = tmp_path_factory.mktemp("mltoolkit-home")
+    monkeypatch.setenv("MLTOOLKIT_HOME", str(home))
+    yield Path(home)
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """A real LogisticRegression fitted on scikit-learn's bundled digits data."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=2000).fit(X, y)
+    return model, X, y
