@@ -1,0 +1,5 @@
+import sys
+
+from mltoolkit.balancer.cli import main
+
+sys.exit(main())

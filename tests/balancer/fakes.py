@@ -1,0 +1,179 @@
+"""Small stand-ins for model-server replicas, on free loopback ports, for the balancer's tests.
+
+``FakeReplica`` answers ``GET /v2/health/ready`` and ``POST /predict`` with ``X-Replica`` and
+``X-In-Flight`` headers, after a configurable delay or while a test holds it; ``/echo/...`` shows
+what arrived; ``/status/N`` answers status N. ``ClosingServer`` accepts connections and drops them
+without answering. Both count what reached them, so tests can tell where requests went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Address:
+    """A replica address with nothing necessarily listening there."""
+
+    name: str
+    url: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` until true; the timeout is only a safety net for a broken feature."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class FakeReplica:
+    def __init__(self, name: str, delay_s: float = 0.0) -> None:
+        self.name = name
+        self.delay_s = delay_s
+        self.port = free_port()
+        self.health_status = 200
+        self.health_hangs = False
+        self.health_probes = 0  # readiness probes that arrived
+        self.predicts = 0  # /predict requests that arrived
+        self.in_progress = 0  # /predict requests being answered now
+        self.max_in_progress = 0  # the most /predict requests it ever answered at once
+        self.received: list[str] = []  # paths of every request except health probes
+        self._gate: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def hold(self) -> None:
+        """From now on, ``/predict`` waits until ``release()``: the slowest possible replica."""
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-Replica": self.name, "X-In-Flight": str(self.in_progress)}
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        self.health_probes += 1
+        if self.health_hangs:
+            await asyncio.sleep(3600)
+        return web.json_response({"ready": self.health_status == 200}, status=self.health_status,
+                                 headers=self._headers())  # fmt: skip
+
+    async def _predict(self, request: web.Request) -> web.Response:
+        self.received.append(request.path)
+        self.predicts += 1
+        self.in_progress += 1
+        self.max_in_progress = max(self.max_in_progress, self.in_progress)
+        try:
+            body = await request.json()
+            if self._gate is not None:
+                await self._gate.wait()
+            elif self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            headers = self._headers()
+        finally:
+            self.in_progress -= 1
+        predictions = [sum(row) for row in body.get("instances", [])]
+        return web.json_response({"predictions": predictions, "replica": self.name}, headers=headers)
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        self.received.append(request.path)
+        body = await request.read()
+        document = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.rel_url.raw_query_string,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_b64": base64.b64encode(body).decode(),
+        }
+        response = web.Response(
+            status=201, text=json.dumps(document), content_type="application/json", headers=self._headers()
+        )
+        response.headers.add("Set-Cookie", "a=1")
+        response.headers.add("Set-Cookie", "b=2")
+        response.headers["X-Custom"] = "kept"
+        response.headers["Connection"] = "keep-alive, X-Hop"
+        response.headers["X-Hop"] = "dropped: named in Connection"
+        response.headers["Keep-Alive"] = "timeout=5"
+        return response
+
+    async def _status(self, request: web.Request) -> web.Response:
+        self.received.append(request.path)
+        status = int(request.match_info["code"])
+        return web.json_response({"status": status, "replica": self.name}, status=status,
+                                 headers=self._headers())  # fmt: skip
+
+    async def start(self) -> FakeReplica:
+        """Listen on ``self.port`` (the same port again after ``stop``)."""
+        app = web.Application()
+        app.router.add_get("/v2/health/ready", self._ready)
+        app.router.add_post("/predict", self._predict)
+        app.router.add_route("*", "/echo/{tail:.*}", self._echo)
+        app.router.add_route("*", "/status/{code:\\d+}", self._status)
+        # A short shutdown: stop() behaves like a killed process for requests in progress.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        self.release()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+
+class ClosingServer:
+    """Accepts TCP connections and closes them without a byte: 'server disconnected'."""
+
+    def __init__(self, name: str = "closing") -> None:
+        self.name = name
+        self.port = free_port()
+        self.connections = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+    async def start(self) -> ClosingServer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None

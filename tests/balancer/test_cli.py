@@ -1,0 +1,154 @@
+"""The command line: parsing in-process, and the real ``python -m mltoolkit.balancer`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mltoolkit.balancer import BalancerConfig, ReplicaTarget
+from mltoolkit.balancer.cli import config_from_args, main
+
+from .fakes import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+ONE = ["--port", "0", "--replica", "a=http://127.0.0.1:9001"]
+
+
+def test_the_command_line_rebuilds_a_config():
+    config = BalancerConfig(
+        replicas=(
+            ReplicaTarget("digits-0", "http://127.0.0.1:9001", node="node-0", weight=2.5),
+            ReplicaTarget("digits-1", "http://127.0.0.1:9002"),
+        ),
+        policy="round_robin",
+        port=8123,
+        health_interval_s=0.1,
+        retries=2,
+        request_timeout_s=7.5,
+    )
+    assert config_from_args(config.to_cli_args()) == config
+
+
+def test_defaults_follow_the_contract():
+    config = config_from_args(["--port", "8000", "--replica", "a=http://127.0.0.1:9001@n1"])
+    assert (config.host, config.port, config.health_interval_s, config.retries) == (
+        "127.0.0.1", 8000, 0.25, 1,
+    )  # fmt: skip
+    assert config.replicas == (ReplicaTarget("a", "http://127.0.0.1:9001", "n1"),)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--replica", "a=http://127.0.0.1:9001"], "--port"),  # missing
+        (["--port", "0"], "--replica"),  # missing
+        (["--port", "x", "--replica", "a=http://127.0.0.1:9001"], "--port: invalid int value: 'x'"),
+        (["--port", "70000", "--replica", "a=http://127.0.0.1:9001"], "--port: 70000 is not allowed"),
+        (["--port", "0", "--replica", "a:http://127.0.0.1:9001"], "--replica: --replica: 'a:http"),
+        (["--port", "0", "--replica", "a=ftp://h:1"], "--replica: ReplicaTarget.url"),
+        ([*ONE, "--replica", "a=http://127.0.0.1:9002"], "--replica: 'a' is not allowed; expected unique"),
+        ([*ONE, "--policy", "fastest"], "--policy: 'fastest' is not allowed; expected one of"),
+        ([*ONE, "--retries", "9"], "--retries: 9 is not allowed; expected a whole number from 0 to 3"),
+        ([*ONE, "--health-interval", "0"], "--health-interval: 0.0 is not allowed"),
+        ([*ONE, "--timeout", "-1"], "--timeout: -1.0 is not allowed"),
+        ([*ONE, "--weight", "b=2"], "--weight: 'b' is not a --replica name"),
+        ([*ONE, "--weight", "a=0"], "--weight: ReplicaTarget.weight: 0.0 is not allowed"),
+        ([*ONE, "--weight", "a"], "--weight: 'a' is not NAME=WEIGHT"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_process_rejects_bad_arguments_with_status_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "mltoolkit.balancer", "--port", "0", "--replica", "nonsense"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "argument --replica" in result.stderr and "NAME=URL[@NODE]" in result.stderr
+    assert result.stdout == ""
+
+
+def _refuses_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+async def balancer_process(tmp_path):
+    """``await balancer_process(args)`` → (process, url); killed at the end if still running."""
+    processes: list[asyncio.subprocess.Process] = []
+
+    async def start(args: list[str]) -> tuple[asyncio.subprocess.Process, str]:
+        stderr = open(tmp_path / "balancer.stderr", "wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mltoolkit.balancer", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=stderr, cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        stderr.close()
+        processes.append(process)
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert "listening on http://127.0.0.1:" in line, (line, (tmp_path / "balancer.stderr").read_text())
+        return process, line.split("listening on ")[1].split()[0]
+
+    yield start
+    for process in processes:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.anyio
+async def test_the_balancer_process_end_to_end(replicas, balancer_process, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    process, url = await balancer_process(
+        ["--port", "0", "--policy", "round_robin", "--health-interval", "0.1",
+         "--replica", f"a={a.url}@node-0", "--replica", f"b={b.url}@node-1"]
+    )  # fmt: skip
+    seen = []
+    for _ in range(4):
+        async with client.post(url + "/predict", json={"instances": [[1, 2]]}) as response:
+            assert response.status == 200
+            assert (await response.json())["predictions"] == [3]
+            seen.append(response.headers["X-Replica"])
+    assert sorted(seen) == ["a", "a", "b", "b"]
+    async with client.get(url + "/-/replicas") as response:
+        doc = await response.json()
+    assert doc["policy"] == "round_robin"
+    assert [(r["name"], r["node"], r["served"]) for r in doc["replicas"]] == [
+        ("a", "node-0", 2), ("b", "node-1", 2),
+    ]  # fmt: skip
+
+    # SIGTERM with a request in progress: the balancer stops accepting connections, lets that
+    # request finish, then exits 0.
+    a.hold()
+    b.hold()
+    in_progress = asyncio.create_task(client.post(url + "/predict", json={"instances": [[5]]}))
+    await wait_until(lambda: a.in_progress + b.in_progress == 1, what="a request on a replica")
+    process.send_signal(signal.SIGTERM)
+    port = int(url.rsplit(":", 1)[1])
+    await wait_until(lambda: _refuses_connections(port), what="the balancer to stop listening")
+    # Keep the request in progress a while after shutdown began: a balancer that cut requests
+    # short at shutdown would have dropped it by now.
+    await asyncio.sleep(0.5)
+    assert process.returncode is None
+    a.release()
+    b.release()
+    response = await in_progress
+    assert response.status == 200
+    assert (await response.json())["predictions"] == [5]
+    response.release()
+    assert await asyncio.wait_for(process.wait(), timeout=30) == 0
