@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ import numpy as np
 from mltoolkit.errors import MltoolkitError
 
 REPLICA_HEADER = "X-Replica"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# a local endpoint must never go through an HTTP proxy the user set for the internet
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class EndpointError(MltoolkitError):
@@ -50,7 +54,9 @@ class Endpoint:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            host = urllib.parse.urlsplit(self.url).netloc.rsplit(":", 1)[0]
+            opener = _DIRECT if host in _LOOPBACK_HOSTS else urllib.request.build_opener()
+            with opener.open(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"null"), dict(response.headers)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")

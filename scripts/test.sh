@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest --nbval-lax --sanitize-with notebooks/sanitize.cfg "$@"
+exec .venv/bin/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg "$@"

@@ -15,9 +15,6 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def digits_model():
     """A real LogisticRegression fitted on scikit-learn's bundled digits data."""
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
+    from mltoolkit.quickstart import train_digits
 
-    X, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=2000).fit(X, y)
-    return model, X, y
+    return train_digits()

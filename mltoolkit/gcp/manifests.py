@@ -1,0 +1,300 @@
+"""The Kubernetes objects that serve a model on GKE, as plain dicts (pure functions, no Pulumi).
+
+``ModelServing`` and ``ModelEndpoint`` hand these dicts to ``pulumi_kubernetes``; tests validate
+them against the Kubernetes OpenAPI schema. Choices worth knowing:
+
+- Requests come from the DeploymentSpec; the memory limit is the spec's ``memory_limit`` or else
+  the request (a replica that outgrows it is restarted rather than starving its neighbours); a
+  CPU limit is set only when the spec gives one (CPU limits throttle latency-sensitive servers).
+- Replicas spread across nodes (``maxSkew: 1`` on ``kubernetes.io/hostname``, enforced) and, best
+  effort, across zones, so no node takes all replicas while others have room.
+- When the cluster has a GPU pool, pods tolerate its ``nvidia.com/gpu`` taint.
+- The HorizontalPodAutoscaler keeps between ``replicas`` and ``HPA_MAX_FACTOR × replicas`` at
+  ``HPA_CPU_PERCENT`` % CPU; the PodDisruptionBudget lets one replica go at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Any, Mapping
+
+from mltoolkit.spec.cluster import ClusterSpec
+from mltoolkit.spec.deployment import DeploymentSpec
+
+NAMESPACE = "mltoolkit"
+CONTAINER_NAME = "model-server"
+PORT_NAME = "http"
+SERVING_PORT = 8080
+SERVICE_PORT = 80
+MODEL_DIR = "/models"
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "present"
+HPA_MAX_FACTOR = 2
+HPA_CPU_PERCENT = 70
+#: the Google Cloud CLI image (slim) that copies the model from the bucket in an init container
+GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:slim"
+WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
+NEG_ANNOTATION = "cloud.google.com/neg"
+BACKEND_CONFIG_ANNOTATION = "cloud.google.com/backend-config"
+INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+def selector_labels(model_name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": model_name}
+
+
+def object_labels(model_name: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """User labels plus the app labels every object of one model carries."""
+    return {
+        **labels,
+        **selector_labels(model_name),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": "mltoolkit",
+    }
+
+
+def _metadata(name: str, model_name: str, labels: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, "labels": object_labels(model_name, labels), **extra}
+
+
+def service_account_name(model_name: str) -> str:
+    return f"{model_name}-server"
+
+
+def model_file_name(model_path: str) -> str:
+    return PurePosixPath(model_path.replace("\\", "/")).name
+
+
+def namespace(labels: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": {**labels, "app.kubernetes.io/managed-by": "mltoolkit"}},
+    }
+
+
+def service_account(model_name: str, labels: Mapping[str, str], gsa_email: str | None) -> dict[str, Any]:
+    """The pods' Kubernetes service account; bound to ``gsa_email`` by Workload Identity if given."""
+    annotations = {WORKLOAD_IDENTITY_ANNOTATION: gsa_email} if gsa_email else {}
+    metadata = _metadata(service_account_name(model_name), model_name, labels)
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}
+
+
+def _resources(deployment: DeploymentSpec) -> dict[str, Any]:
+    limits = {"memory": deployment.memory_limit or deployment.memory}
+    if deployment.cpu_limit is not None:
+        limits["cpu"] = deployment.cpu_limit
+    return {"requests": {"cpu": deployment.cpu, "memory": deployment.memory}, "limits": limits}
+
+
+def _probe(path: str, *, initial_delay: int, period: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+
+
+def _server_args(deployment: DeploymentSpec, model_path: str) -> list[str]:
+    """The replica command line of docs/architecture.md, listening on all pod addresses."""
+    model = deployment.model
+    args = [
+        "--model-path", model_path,
+        "--model-name", model.name,
+        "--port", str(SERVING_PORT),
+        "--host", "0.0.0.0",
+        "--replica-id", "$(POD_NAME)",
+        "--max-request-bytes", str(deployment.max_request_bytes),
+    ]
+    if model.batching.enabled:
+        args += [
+            "--max-batch-size", str(model.batching.max_batch_size),
+            "--max-wait-ms", str(model.batching.max_wait_ms),
+        ]
+    else:
+        args.append("--no-batching")
+    return args
+
+
+def deployment(
+    deployment_spec: DeploymentSpec,
+    cluster: ClusterSpec,
+    labels: Mapping[str, str],
+    *,
+    image: str,
+    model_url: str | None,
+) -> dict[str, Any]:
+    """The model server Deployment.
+
+    With ``model_url`` (``gs://bucket/object``, a model given as a file) an init container copies
+    the model into an ``emptyDir`` using the pod's Workload Identity, and the server container runs
+    ``python -m mltoolkit.serving`` on it. Without it (a model given as an image) the image runs
+    as built, serving on the model's port.
+    """
+    model = deployment_spec.model
+    name = model.name
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "resources": _resources(deployment_spec),
+        "readinessProbe": _probe(READY_PATH, initial_delay=2, period=5),
+        "livenessProbe": _probe(LIVE_PATH, initial_delay=15, period=10),
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": service_account_name(name),
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": selector_labels(name)},
+            },
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(name)},
+            },
+        ],
+    }
+    if model_url is not None:
+        local_model = f"{MODEL_DIR}/{model_file_name(model_url)}"
+        container["ports"] = [{"name": PORT_NAME, "containerPort": SERVING_PORT}]
+        container["command"] = ["python", "-m", "mltoolkit.serving"]
+        container["args"] = _server_args(deployment_spec, local_model)
+        container["env"] = [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "MLTOOLKIT_MODEL_PATH", "value": local_model},
+            {"name": "MLTOOLKIT_MODEL_NAME", "value": name},
+            {"name": "PORT", "value": str(SERVING_PORT)},
+            {"name": "MLTOOLKIT_HOST", "value": "0.0.0.0"},
+        ]
+        container["volumeMounts"] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}]
+        pod_spec["initContainers"] = [
+            {
+                "name": "fetch-model",
+                "image": GCLOUD_IMAGE,
+                "command": ["gcloud", "storage", "cp", model_url, local_model],
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}],
+            }
+        ]
+        pod_spec["volumes"] = [{"name": "model", "emptyDir": {}}]
+    else:
+        container["ports"] = [{"name": PORT_NAME, "containerPort": model.port}]
+    if cluster.has_gpu:
+        pod_spec["tolerations"] = [
+            {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(name, name, labels),
+        "spec": {
+            "replicas": deployment_spec.replicas,
+            "selector": {"matchLabels": selector_labels(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": object_labels(name, labels)}, "spec": pod_spec},
+        },
+    }
+
+
+def service(model_name: str, cluster: ClusterSpec, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The Service in front of the replicas.
+
+    L4 with allowed sources: type LoadBalancer, ``loadBalancerSourceRanges`` = the allowed CIDRs
+    (``0.0.0.0/0`` only with ``allow_public``). L7: ClusterIP with container-native NEGs, behind
+    the Ingress. Nobody allowed: ClusterIP, no external address at all.
+    """
+    metadata = _metadata(model_name, model_name, labels)
+    spec: dict[str, Any] = {
+        "selector": selector_labels(model_name),
+        "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+    }
+    if cluster.exposed and cluster.load_balancer == "l4":
+        spec["type"] = "LoadBalancer"
+        spec["loadBalancerSourceRanges"] = list(cluster.source_ranges)
+    else:
+        spec["type"] = "ClusterIP"
+        if cluster.exposed:  # l7
+            metadata["annotations"] = {
+                NEG_ANNOTATION: json.dumps({"ingress": True}),
+                BACKEND_CONFIG_ANNOTATION: json.dumps({"default": model_name}),
+            }
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+def ingress(model_name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """GKE Ingress (class ``gce``): a global external Application Load Balancer to the NEGs."""
+    metadata = _metadata(model_name, model_name, labels, annotations={INGRESS_CLASS_ANNOTATION: "gce"})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": {"defaultBackend": {"service": {"name": model_name, "port": {"number": SERVICE_PORT}}}},
+    }
+
+
+def backend_config(
+    model_name: str, labels: Mapping[str, str], security_policy: str | None
+) -> dict[str, Any]:
+    """GKE BackendConfig: the L7 health check on the ready route, and the Cloud Armor policy."""
+    spec: dict[str, Any] = {
+        "healthCheck": {
+            "type": "HTTP",
+            "requestPath": READY_PATH,
+            "port": SERVING_PORT,
+            "checkIntervalSec": 5,
+            "timeoutSec": 3,
+        }
+    }
+    if security_policy is not None:
+        spec["securityPolicy"] = {"name": security_policy}
+    return {
+        "apiVersion": "cloud.google.com/v1",
+        "kind": "BackendConfig",
+        "metadata": _metadata(model_name, model_name, labels),
+        "spec": spec,
+    }
+
+
+def horizontal_pod_autoscaler(deployment_spec: DeploymentSpec, labels: Mapping[str, str]) -> dict[str, Any]:
+    name = deployment_spec.model.name
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(name, name, labels),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": deployment_spec.replicas,
+            "maxReplicas": HPA_MAX_FACTOR * deployment_spec.replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": HPA_CPU_PERCENT},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def pod_disruption_budget(model_name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(model_name, model_name, labels),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(model_name)}},
+    }

@@ -1,0 +1,323 @@
+"""``GKETarget``: a deployment on your own GKE cluster, with the same calls as ``LocalTarget``.
+
+    target = GKETarget(cluster_spec, stack="dev")      # state under ~/.mltoolkit/pulumi
+    target.plan(spec)          # resources and estimated cost, computed under Pulumi mocks
+    target.up(spec)            # shows the cost, then live progress; returns the Endpoint
+    target.endpoint.predict(X[:3])
+    target.load_test(rate=50, duration=30)
+    target.utilization()       # node CPU/memory from the Kubernetes metrics API
+    target.down()              # destroy everything and remove the stack
+
+Pulumi runs through the Automation API (:mod:`mltoolkit.stack`) with the inline program of
+``mltoolkit.gcp.program.build_program``. Every resource is labelled with its owner, stack and
+expiry (``ttl``); ``sweep()`` finds (and on request destroys) stacks past their expiry.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pandas as pd
+
+from mltoolkit.endpoint import Endpoint
+from mltoolkit.errors import SpecError
+from mltoolkit.spec.cluster import ClusterSpec
+from mltoolkit.spec.deployment import DeploymentSpec
+from mltoolkit.stack.errors import (
+    GoogleCredentialsError,
+    NoEndpointError,
+    NotDeployedError,
+    GcpExtraMissingError,
+)
+from mltoolkit.stack.labels import OUTPUT_MODEL, check_owner, parse_ttl
+from mltoolkit.stack.lifecycle import StackLifecycle, StackStatus
+from mltoolkit.stack.render import PROGRESS_ALLOWED
+from mltoolkit.stack.settings import StackSettings
+from mltoolkit.stack.values import ConfigEntry
+
+if TYPE_CHECKING:
+    from mltoolkit.stack.automation import PulumiCommand
+
+DEFAULT_TTL = "24h"
+_GCP_EXTRA = ("pulumi", "pulumi_gcp", "pulumi_kubernetes", "kubernetes", "grpc", "semver")
+
+
+def google_credentials_source(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where Google credentials would come from on this machine (None if nowhere).
+
+    Looks at what the gcp provider reads: ``GOOGLE_CREDENTIALS``/``GOOGLE_CLOUD_KEYFILE_JSON``/
+    ``GOOGLE_OAUTH_ACCESS_TOKEN``, ``GOOGLE_APPLICATION_CREDENTIALS`` (a file that must exist),
+    then gcloud's Application Default Credentials file. Credentials from a metadata server (on
+    Google Cloud itself) cannot be seen from here: pass ``check_credentials=False`` there.
+    """
+    env = os.environ if environ is None else environ
+    for name in ("GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN"):
+        if env.get(name):
+            return name
+    key_file = env.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if key_file:
+        if Path(key_file).expanduser().is_file():
+            return f"GOOGLE_APPLICATION_CREDENTIALS ({key_file})"
+        raise GoogleCredentialsError(f"GOOGLE_APPLICATION_CREDENTIALS points to {key_file}, which does not exist")
+    if env.get("CLOUDSDK_CONFIG"):
+        config_dir = Path(env["CLOUDSDK_CONFIG"]).expanduser()
+    elif os.name == "nt" and env.get("APPDATA"):
+        config_dir = Path(env["APPDATA"]) / "gcloud"
+    else:
+        config_dir = Path(env.get("HOME", str(Path.home()))) / ".config" / "gcloud"
+    adc = config_dir / "application_default_credentials.json"
+    return f"gcloud application-default credentials ({adc})" if adc.is_file() else None
+
+
+def _gcp_extra_module(name: str) -> Any:
+    """Import a module that needs the optional ``gcp`` extra; say what to install if missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in _GCP_EXTRA:
+            raise GcpExtraMissingError(exc.name or "pulumi") from None
+        raise
+
+
+def _check_config(name: str, values: object) -> dict[str, str]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(
+        isinstance(k, str) and ":" in k and isinstance(v, str) for k, v in values.items()
+    ):
+        raise SpecError(name, "<mapping>" if isinstance(values, Mapping) else values,
+                        "a mapping of 'namespace:key' strings to string values")
+    return dict(values)
+
+
+class GKETarget:
+    """Deploy ``DeploymentSpec``s to the GKE cluster described by ``cluster`` (a ClusterSpec).
+
+    ``stack`` names the Pulumi stack (one deployment); ``backend`` is where its state lives:
+    None for a local directory (``$MLTOOLKIT_HOME/pulumi/state``), a path, or ``gs://bucket``
+    for a team (then share ``PULUMI_CONFIG_PASSPHRASE`` too). ``owner`` (default: your login
+    name) and ``ttl`` (default 24 hours; None for no expiry) become labels on every resource.
+    ``config``/``secret_config`` add stack configuration (``{"gcp:impersonateServiceAccount":
+    ...}``); secret values are stored encrypted and never shown. ``progress``: True/'auto'
+    (a widget in a notebook, text lines otherwise), 'text', 'widget', False, or a callable.
+    ``check_credentials=False`` skips the local credentials check (on Google Cloud VMs).
+    ``pulumi_command`` replaces the Pulumi CLI (tests use ``mltoolkit.stack.replay``).
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterSpec,
+        stack: str = "dev",
+        backend: str | os.PathLike[str] | None = None,
+        *,
+        owner: str | None = None,
+        ttl: str | timedelta | None = DEFAULT_TTL,
+        state_dir: str | os.PathLike[str] | None = None,
+        config: Mapping[str, str] | None = None,
+        secret_config: Mapping[str, str] | None = None,
+        progress: Any = True,
+        check_credentials: bool = True,
+        pulumi_command: PulumiCommand | None = None,
+    ) -> None:
+        if not isinstance(cluster, ClusterSpec):
+            raise SpecError("GKETarget.cluster", cluster, "a ClusterSpec")
+        if not (progress in (True, False, None, "auto", "text", "widget") or callable(progress)):
+            raise SpecError("GKETarget.progress", progress, PROGRESS_ALLOWED)
+        if not isinstance(check_credentials, bool):
+            raise SpecError("GKETarget.check_credentials", check_credentials, "True or False")
+        self.cluster = cluster
+        self.settings = StackSettings.build(stack, backend, state_dir=state_dir)
+        self.owner = check_owner(owner)
+        self.ttl = parse_ttl(ttl)
+        self.check_credentials = check_credentials
+        entries = {key: ConfigEntry(value) for key, value in self._provider_config().items()}
+        entries.update({k: ConfigEntry(v) for k, v in _check_config("GKETarget.config", config).items()})
+        entries.update(
+            {k: ConfigEntry(v, secret=True) for k, v in _check_config("GKETarget.secret_config", secret_config).items()}
+        )
+        self._lifecycle = StackLifecycle(
+            self.settings, owner=self.owner, ttl=self.ttl, config=entries, command=pulumi_command,
+            progress=progress,
+        )
+        self._outputs: dict[str, Any] | None = None
+        self._model_name: str | None = None
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"GKETarget(cluster={self.cluster.name!r}, project={self.cluster.project!r}, "
+            f"stack={s.stack!r}, backend={s.backend!r}, owner={self.owner!r})"
+        )
+
+    def _provider_config(self) -> dict[str, str]:
+        values = {"gcp:project": self.cluster.project, "gcp:region": self.cluster.region}
+        if not self.cluster.is_regional:
+            values["gcp:zone"] = self.cluster.location
+        return values
+
+    @property
+    def stack(self) -> str:
+        return self.settings.stack
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    # ---------------------------------------------------------------- describe / plan
+
+    def labels(self, now: datetime | None = None) -> dict[str, str]:
+        """The labels every resource gets: managed-by, owner, stack and (with a ttl) expires."""
+        return self._lifecycle.labels(now)
+
+    @staticmethod
+    def _check_spec(spec: Any) -> DeploymentSpec:
+        if not isinstance(spec, DeploymentSpec):
+            raise SpecError("GKETarget.spec", spec, "a DeploymentSpec")
+        return spec
+
+    def plan(self, spec: Any, *, labels: Mapping[str, str] | None = None) -> Any:
+        """What ``up(spec)`` would create and its estimated cost (``Plan``: ``resources`` and
+        ``costs`` DataFrames, ``cost_per_hour``, ``cost_per_month``). No cloud call."""
+        spec = self._check_spec(spec)
+        plan_program = _gcp_extra_module("mltoolkit.gcp.plan").plan
+        return plan_program(self.cluster, spec, labels=dict(labels or self.labels()))
+
+    def _program(self, spec: Any, labels: Mapping[str, str]) -> Any:
+        build_program = _gcp_extra_module("mltoolkit.gcp.program").build_program
+        return build_program(self.cluster, spec, labels=labels)
+
+    def _preflight(self) -> None:
+        if self.check_credentials and google_credentials_source() is None:
+            raise GoogleCredentialsError(
+                hint="(On a Google Cloud VM with an attached service account, pass "
+                "GKETarget(..., check_credentials=False).)"
+            )
+
+    def preview(self, spec: Any, *, progress: Any = None) -> dict[str, int]:
+        """``pulumi preview``: the changes ``up(spec)`` would make, by operation."""
+        spec = self._check_spec(spec)
+        self._preflight()
+        return self._lifecycle.preview(self._program(spec, self.labels()), progress=progress)
+
+    # ---------------------------------------------------------------- up / down
+
+    def up(self, spec: Any, *, progress: Any = None) -> Endpoint | None:
+        """Create or update the deployment; returns its Endpoint (None if it is internal).
+
+        Shows the plan's estimated cost per hour first, then live progress. On an error or a
+        KeyboardInterrupt the stack keeps whatever was created: ``down()`` removes it.
+        """
+        spec = self._check_spec(spec)
+        self._preflight()
+        labels = self.labels()
+        plan = self.plan(spec, labels=labels)
+        outputs = self._lifecycle.up(
+            self._program(spec, labels),
+            labels=labels,
+            planned=_planned_resources(plan),
+            cost_per_hour=getattr(plan, "cost_per_hour", None),
+            cost_per_month=getattr(plan, "cost_per_month", None),
+            model_name=spec.model.name,
+            progress=progress,
+        )
+        self._outputs = outputs
+        self._model_name = spec.model.name
+        return self.endpoint if outputs.get("endpoint_url") else None
+
+    def refresh(self, *, clear_pending_creates: bool = False, progress: Any = None) -> dict[str, int]:
+        """Re-read the stack's resources from the cloud (``clear_pending_creates=True`` drops
+        creates an interrupted run left pending)."""
+        if not isinstance(clear_pending_creates, bool):
+            raise SpecError("refresh.clear_pending_creates", clear_pending_creates, "True or False")
+        self._preflight()
+        self._outputs = None
+        return self._lifecycle.refresh(clear_pending_creates=clear_pending_creates, progress=progress)
+
+    def cancel(self) -> None:
+        """Release the stack's lock after an interrupted ``up``/``down`` (then ``refresh()``)."""
+        self._lifecycle.cancel()
+
+    def down(self, *, progress: Any = None) -> bool:
+        """Destroy every resource and remove the stack; False if there was nothing to remove."""
+        self._preflight()
+        removed = self._lifecycle.down(progress=progress)
+        self._outputs = None
+        return removed
+
+    def sweep(self, *, dry_run: bool = True, now: datetime | None = None, progress: Any = None) -> pd.DataFrame:
+        """Stacks in this backend past their expiry (``dry_run=False`` destroys and removes them)."""
+        if dry_run is False:
+            self._preflight()
+        return self._lifecycle.sweep(dry_run=dry_run, now=now, progress=progress)
+
+    # ---------------------------------------------------------------- use / measure
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack's outputs (secret ones, like ``kubeconfig``, as ``SecretOutput``)."""
+        if self._outputs is None:
+            self._outputs = self._lifecycle.outputs()
+        return self._outputs
+
+    def status(self) -> StackStatus:
+        return self._lifecycle.status()
+
+    def _model(self, outputs: Mapping[str, Any]) -> str:
+        name = outputs.get("model_name") or outputs.get(OUTPUT_MODEL) or self._model_name
+        if not name:
+            record = self._lifecycle.records.read(self.settings.project, self.stack, self.backend)
+            name = record.model_name if record else None
+        if not name:
+            raise NotDeployedError(self.stack, "model name recorded")
+        return str(name)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        outputs = self.outputs()
+        if not outputs:
+            raise NotDeployedError(self.stack, "outputs")
+        url = outputs.get("endpoint_url")
+        if not url:
+            raise NoEndpointError(self.stack)
+        return Endpoint(url=str(url), model_name=self._model(outputs))
+
+    def load_test(self, **kwargs: Any) -> pd.DataFrame:
+        """``mltoolkit.observe.load_test(self.endpoint, **kwargs)`` against the load balancer."""
+        from mltoolkit.observe.loadtest import load_test
+
+        return load_test(self.endpoint, **kwargs)
+
+    def utilization(self, *, request_timeout: float = 30.0) -> pd.DataFrame:
+        """Node CPU/memory now (Kubernetes metrics API, kubeconfig from the stack outputs)."""
+        from mltoolkit.gcp.manifests import NAMESPACE, selector_labels
+
+        node_utilization = _gcp_extra_module("mltoolkit.observe.kube_metrics").node_utilization
+        outputs = self.outputs()
+        kubeconfig = outputs.get("kubeconfig")
+        if kubeconfig is None:
+            raise NotDeployedError(self.stack, "kubeconfig output")
+        return node_utilization(
+            getattr(kubeconfig, "value", kubeconfig),
+            namespace=outputs.get("namespace") or NAMESPACE,
+            label_selector=selector_labels(self._model(outputs)),
+            request_timeout=request_timeout,
+        )
+
+
+def _planned_resources(plan: Any) -> int:
+    """Cloud resources in a plan, counted as the progress display counts them (components,
+    the stack and default providers left out)."""
+    run = getattr(plan, "run", None)
+    resources = getattr(run, "resources", None)
+    if resources is None:
+        frame = getattr(plan, "resources", None)
+        return len(frame) if isinstance(frame, pd.DataFrame) else 0
+    return sum(
+        1
+        for r in resources
+        if r.custom and not (r.type.startswith("pulumi:providers:") and r.name.startswith("default"))
+    )

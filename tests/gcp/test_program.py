@@ -1,0 +1,199 @@
+import importlib
+import inspect
+
+import pytest
+
+from mltoolkit import SpecError
+from mltoolkit.gcp.mocks import L4_IP
+from mltoolkit.gcp.plan import diff_runs
+from mltoolkit.gcp.program import EXPORTS, build_program
+from mltoolkit.spec import ModelSpec, NodePoolSpec
+from tests.gcp.conftest import PROJECT, gpu_cluster, make_cluster, make_deployment, run
+
+LABELS = {"owner": "alice", "expires": "20300101t0000z"}
+
+
+def _args_class(type_token):
+    """pulumi_gcp's Args class of a type token: gcp:container/nodePool:NodePool -> container.NodePoolArgs."""
+    module = type_token.split(":")[1].split("/")[0]
+    name = type_token.split(":")[2]
+    return getattr(importlib.import_module(f"pulumi_gcp.{module}"), f"{name}Args")
+
+
+def test_exports(sketch_run):
+    outputs = sketch_run.outputs
+    assert set(EXPORTS) == set(outputs)
+    assert outputs["registry_url"] == f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit"
+    assert outputs["bucket"] == "mltoolkit-models-mock"
+    assert outputs["cluster_name"] == "mltoolkit"
+    assert outputs["endpoint_ip"] == L4_IP and outputs["endpoint_url"] == f"http://{L4_IP}"
+    assert outputs["namespace"] == "mltoolkit" and outputs["model_name"] == "digits"
+    assert outputs["serving_image"].startswith(outputs["registry_url"] + "/mltoolkit-serving:")
+    assert sketch_run.secret_outputs == {"kubeconfig"}
+
+
+def test_labels_on_every_gcp_resource_that_takes_labels(sketch_run, gpu_run, deployment):
+    every_kind = run(gpu_cluster(load_balancer="l7", private_nodes=True), deployment, labels=LABELS)
+    checked = set()
+    expected = {"managed-by": "mltoolkit", **LABELS}
+    for result, expected in ((sketch_run, expected), (every_kind, expected), (gpu_run, {"managed-by": "mltoolkit"})):
+        for resource in result.resources:
+            if not resource.type.startswith("gcp:"):
+                continue
+            parameters = inspect.signature(_args_class(resource.type).__init__).parameters
+            for field, key in (("labels", "labels"), ("resource_labels", "resourceLabels")):
+                if field in parameters:
+                    assert resource.inputs[key].items() >= expected.items(), resource.name
+                    checked.add(resource.type)
+            if resource.type == "gcp:container/nodePool:NodePool":  # the VMs' labels
+                assert resource.inputs["nodeConfig"]["resourceLabels"].items() >= expected.items()
+                checked.add(resource.type)
+    assert checked == {
+        "gcp:artifactregistry/repository:Repository",
+        "gcp:storage/bucket:Bucket",
+        "gcp:container/cluster:Cluster",
+        "gcp:container/nodePool:NodePool",
+        "gcp:compute/securityPolicy:SecurityPolicy",
+    }
+
+
+def test_user_labels_reach_gcp_and_kubernetes(sketch_run):
+    (bucket,) = sketch_run.of_type("gcp:storage/bucket:Bucket")
+    assert bucket.inputs["labels"] == {"managed-by": "mltoolkit", "mltoolkit-cluster": "mltoolkit", **LABELS}
+    (cluster,) = sketch_run.of_type("gcp:container/cluster:Cluster")
+    assert cluster.inputs["resourceLabels"]["expires"] == "20300101t0000z"
+    for resource in sketch_run.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert resource.inputs["metadata"]["labels"].items() >= LABELS.items(), resource.name
+
+
+def test_every_cloud_resource_sits_in_a_component(sketch_run):
+    for resource in sketch_run.resources:
+        if resource.custom:
+            assert resource.parent_type.startswith("mltoolkit:gcp:"), resource.name
+        else:
+            assert resource.type.startswith("mltoolkit:gcp:") and resource.parent_name == ""
+
+
+def test_bad_labels_fail_before_any_program(deployment):
+    with pytest.raises(SpecError) as info:
+        build_program(make_cluster(), deployment, labels={"Owner": "alice"})
+    assert info.value.field == "labels.Owner"
+
+
+def test_a_replica_larger_than_any_node_is_rejected(model):
+    with pytest.raises(SpecError) as info:
+        build_program(make_cluster(), make_deployment(model, cpu="6"))  # n1-standard-4: 4 vCPUs
+    assert info.value.field == "DeploymentSpec.cpu"
+    with pytest.raises(SpecError) as info:
+        build_program(make_cluster(), make_deployment(model, memory="16Gi"))  # 15 GB
+    assert info.value.field == "DeploymentSpec.memory"
+    bigger = make_cluster(node_pools=(NodePoolSpec("big", machine_type="n2-standard-16"),))
+    assert callable(build_program(bigger, make_deployment(model, cpu="6", memory="16Gi")))
+
+
+def test_a_model_file_deleted_after_the_spec_was_made_is_rejected(tmp_path, model_file):
+    path = tmp_path / "gone.joblib"
+    path.write_bytes(open(model_file, "rb").read())
+    deployment = make_deployment(ModelSpec.from_file(str(path), name="digits"))
+    path.unlink()
+    with pytest.raises(SpecError) as info:
+        build_program(make_cluster(), deployment)
+    assert info.value.field == "ModelSpec.path"
+
+
+def test_wrong_argument_types_are_named(deployment):
+    with pytest.raises(SpecError) as info:
+        build_program({"name": "ml"}, deployment)
+    assert info.value.field == "cluster"
+
+
+# -- what a change of spec changes ---------------------------------------------------------------
+
+
+def changes(before, after):
+    frame = diff_runs(before, after)
+    return {(row.name, row.change): tuple(row.properties) for row in frame.itertuples()}
+
+
+def test_replicas_change_only_the_deployment_and_autoscaler(deployment):
+    before = run(make_cluster(), deployment)
+    after = run(make_cluster(), make_deployment(deployment.model, replicas=5))
+    assert changes(before, after) == {
+        ("digits-deployment", "changed"): ("spec.replicas",),
+        ("digits-autoscaler", "changed"): ("spec.maxReplicas", "spec.minReplicas"),
+    }
+
+
+def test_machine_type_changes_only_the_node_pool(deployment):
+    pool = make_cluster().node_pools[0]
+    after_pool = NodePoolSpec(**{**pool.__dict__, "machine_type": "n1-standard-8"})
+    result = changes(run(make_cluster(), deployment), run(make_cluster(node_pools=(after_pool,)), deployment))
+    assert result == {("mltoolkit-pool-sketch", "changed"): ("nodeConfig.machineType",)}
+
+
+def test_node_counts_change_only_the_node_pool(deployment):
+    pool = make_cluster().node_pools[0]
+    after_pool = NodePoolSpec(**{**pool.__dict__, "min_nodes": 2, "max_nodes": 6})
+    result = changes(run(make_cluster(), deployment), run(make_cluster(node_pools=(after_pool,)), deployment))
+    assert result == {
+        ("mltoolkit-pool-sketch", "changed"): (
+            "autoscaling.totalMaxNodeCount",
+            "autoscaling.totalMinNodeCount",
+            "initialNodeCount",  # ignored on update (ignore_changes): no replacement
+        )
+    }
+
+
+def test_l4_to_l7_changes_only_the_exposure(sketch_run, deployment):
+    l4 = run(make_cluster(), deployment, labels=LABELS)
+    l7 = run(make_cluster(load_balancer="l7"), deployment, labels=LABELS)
+    result = changes(l4, l7)
+    assert result == {
+        ("digits-service", "changed"): (
+            "metadata.annotations.cloud.google.com/backend-config",
+            "metadata.annotations.cloud.google.com/neg",
+            "spec.loadBalancerSourceRanges[0]",
+            "spec.type",
+        ),
+        ("digits-ingress", "added"): (),
+        ("digits-backend-config", "added"): (),
+        ("mltoolkit-digits-armor", "added"): (),
+    }
+
+
+def test_a_new_model_uploads_a_new_object_and_rolls_the_deployment(deployment, tmp_path, digits_model_small):
+    other = ModelSpec.from_object(digits_model_small, name="digits", directory=tmp_path)
+    result = changes(run(make_cluster(), deployment), run(make_cluster(), make_deployment(other)))
+    assert set(result) == {
+        ("mltoolkit-model-digits", "changed"),
+        ("digits-deployment", "changed"),
+    }
+    assert result[("mltoolkit-model-digits", "changed")] == ("name", "source.path")
+    assert result[("digits-deployment", "changed")] == (
+        "spec.template.spec.containers[0].args[1]",  # --model-path
+        "spec.template.spec.containers[0].env[1].value",  # MLTOOLKIT_MODEL_PATH
+        "spec.template.spec.initContainers[0].command[3]",  # gs:// source
+        "spec.template.spec.initContainers[0].command[4]",  # local copy
+    )
+
+
+def test_adding_a_gpu_pool_adds_the_pool_and_the_toleration(deployment):
+    result = changes(run(make_cluster(node_pools=gpu_cluster().node_pools[:1]), deployment), run(gpu_cluster(), deployment))
+    assert result == {
+        ("mltoolkit-pool-gpu", "added"): (),
+        ("digits-deployment", "changed"): (
+            "spec.template.spec.tolerations[0].effect",
+            "spec.template.spec.tolerations[0].key",
+            "spec.template.spec.tolerations[0].operator",
+        ),
+    }
+
+
+@pytest.fixture
+def digits_model_small():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_digits(return_X_y=True)
+    return LogisticRegression(max_iter=300).fit(X[300:600], y[300:600])

@@ -1,0 +1,400 @@
+"""GKETarget over the replaying Pulumi CLI, with the real GKE program and plan.
+
+The CLI is ``mltoolkit.stack.replay.ReplayPulumiCommand`` (argv checked, output and engine
+events replayed from tests/fixtures/pulumi); the program and the plan are the package's own.
+Cloud observation runs against local servers: a model endpoint for ``load_test`` and the fake
+Kubernetes API of tests/observe for ``utilization``. The last test needs a real cloud.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mltoolkit.errors import SpecError
+from mltoolkit.gcp.target import GKETarget, google_credentials_source
+from mltoolkit.spec import ClusterSpec, DeploymentSpec, ModelSpec
+from mltoolkit.stack.errors import GoogleCredentialsError, NoEndpointError, NotDeployedError
+from mltoolkit.stack.replay import ReplayPulumiCommand, Scenario
+
+TESTS = Path(__file__).resolve().parents[1]
+FIXTURES = TESTS / "fixtures" / "pulumi"
+ALLOWED = "198.51.100.0/24"
+
+
+def load_scenario(name: str, **overrides) -> Scenario:
+    return Scenario.load(FIXTURES / f"{name}.json", **overrides)
+
+
+def _fake_kube_api():
+    spec = importlib.util.spec_from_file_location("fake_kube_api", TESTS / "observe" / "fake_kube_api.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fake_kube_api", module)  # dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["fake_kube_api"])
+    return sys.modules["fake_kube_api"]
+
+
+@pytest.fixture(autouse=True)
+def _environment(request, monkeypatch, tmp_path):
+    """No user passphrase, and Google credentials only where a test puts them (the real-cloud
+    test keeps the real environment)."""
+    if request.node.get_closest_marker("gcp"):
+        return
+    for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL",
+                 "GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN",
+                 "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+
+
+@pytest.fixture
+def adc(tmp_path):
+    """gcloud's Application Default Credentials file, as `gcloud auth application-default login` leaves it."""
+    path = tmp_path / "gcloud" / "application_default_credentials.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"type": "authorized_user", "client_id": "x", "client_secret": "y", "refresh_token": "z"}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A real fitted (tiny) scikit-learn model saved to a file: planning only needs the file."""
+    from sklearn.dummy import DummyClassifier
+
+    model = DummyClassifier(strategy="most_frequent").fit(np.zeros((4, 64)), [0, 1, 1, 2])
+    return ModelSpec.from_object(model, name="digits", directory=tmp_path_factory.mktemp("m")).path
+
+
+@pytest.fixture
+def spec(model_path):
+    return DeploymentSpec(model=ModelSpec.from_file(model_path, name="digits"), replicas=3, cpu="1", memory="2Gi")
+
+
+@pytest.fixture
+def cluster():
+    return ClusterSpec(name="ml", project="my-proj", location="us-central1-a", allowed_cidrs=(ALLOWED,))
+
+
+@pytest.fixture
+def fake():
+    return ReplayPulumiCommand()
+
+
+def target_for(cluster, fake, **kwargs):
+    kwargs.setdefault("progress", "text")
+    kwargs.setdefault("owner", "alice")
+    return GKETarget(cluster, "dev", pulumi_command=fake, **kwargs)
+
+
+def events_for_plan(plan) -> list[dict]:
+    """Engine events creating every resource of a plan, in the shape of the replayed up_success
+    sample (one of its resourcePreEvent/resOutputsEvent pairs is the template)."""
+    sample = load_scenario("up_success").events
+    pre = next(e for e in sample if "resourcePreEvent" in e and e["resourcePreEvent"]["metadata"]["new"].get("custom"))
+    out = next(e for e in sample if "resOutputsEvent" in e and e["resOutputsEvent"]["metadata"]["new"].get("custom"))
+    events = [sample[0]]
+    for resource in plan.run.resources:
+        urn = "urn:pulumi:dev::" + resource.urn.split("::", 1)[1]
+        for template, key in ((pre, "resourcePreEvent"), (out, "resOutputsEvent")):
+            event = copy.deepcopy(template)
+            meta = event[key]["metadata"]
+            meta.update(urn=urn, type=resource.type)
+            meta["new"].update(urn=urn, type=resource.type, inputs={}, outputs={})
+            if not resource.custom:
+                meta["new"].pop("custom", None)
+            events.append(event)
+    return events + [e for e in sample if "summaryEvent" in e or "cancelEvent" in e]
+
+
+# ---------------------------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"stack": "Dev"}, "stack"),
+        ({"backend": "s3://bucket"}, "backend"),
+        ({"ttl": "forever"}, "ttl"),
+        ({"owner": "Alice Smith"}, "owner"),
+        ({"progress": "loud"}, "GKETarget.progress"),
+        ({"config": {"token": "x"}}, "GKETarget.config"),
+        ({"check_credentials": "no"}, "GKETarget.check_credentials"),
+    ],
+)
+def test_bad_arguments_fail_before_any_cli_call(cluster, fake, kwargs, field):
+    stack = kwargs.pop("stack", "dev")
+    with pytest.raises(SpecError) as info:
+        GKETarget(cluster, stack, pulumi_command=fake, **kwargs)
+    assert info.value.field == field
+    assert fake.calls == []
+
+
+def test_cluster_must_be_a_cluster_spec(fake):
+    with pytest.raises(SpecError, match="GKETarget.cluster"):
+        GKETarget({"name": "ml"}, pulumi_command=fake)
+
+
+def test_every_planned_resource_carries_owner_stack_and_expiry_labels(cluster, spec, fake):
+    target = target_for(cluster, fake, ttl="8h")
+    labels = target.labels()
+    assert labels["owner"] == "alice" and labels["stack"] == "dev" and labels["expires"].endswith("z")
+    plan = target.plan(spec)
+    labelled = 0
+    for resource in plan.run.resources:
+        inputs = resource.inputs
+        for key in ("labels", "resourceLabels"):
+            if isinstance(inputs.get(key), dict):
+                assert {k: inputs[key].get(k) for k in ("owner", "stack", "expires")} == {
+                    "owner": "alice", "stack": "dev", "expires": labels["expires"]}, resource.name
+                labelled += 1
+        node_config = inputs.get("nodeConfig") or {}
+        if "resourceLabels" in node_config:
+            assert node_config["resourceLabels"]["expires"] == labels["expires"]
+    assert labelled >= 3  # registry, bucket and cluster at least
+    assert fake.calls == []  # planning runs under mocks, no CLI
+
+
+# ---------------------------------------------------------------------------------- credentials
+
+
+def test_up_without_credentials_stops_before_the_cli(cluster, spec, fake):
+    target = target_for(cluster, fake)
+    with pytest.raises(GoogleCredentialsError, match="gcloud auth application-default login"):
+        target.up(spec)
+    assert fake.calls == []
+
+
+def test_credentials_sources(adc, tmp_path, monkeypatch):
+    assert "application-default credentials" in google_credentials_source()
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(GoogleCredentialsError, match="missing.json, which does not exist"):
+        google_credentials_source()
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    assert google_credentials_source().startswith("GOOGLE_APPLICATION_CREDENTIALS")
+
+
+# ---------------------------------------------------------------------------------- up / down
+
+
+def test_up_shows_cost_then_progress_to_the_last_planned_resource(cluster, spec, fake, adc, capsys):
+    target = target_for(cluster, fake)
+    plan = target.plan(spec)
+    planned = sum(1 for r in plan.run.resources if r.custom)
+    outputs = dict(load_scenario("up_success").outputs, model_name="digits", namespace="mltoolkit")
+    fake.script(Scenario(command="up", events=events_for_plan(plan), outputs=outputs,
+                         secret_outputs=["kubeconfig"], resource_count=len(plan.run.resources) + 2))
+    capsys.readouterr()
+    endpoint = target.up(spec)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"up dev: {planned} resources planned, estimated ${plan.cost_per_hour:,.2f}/hour")
+    assert "owner alice, expires " in lines[0]
+    assert lines[-1].startswith(f"up dev: succeeded — {planned} created")
+    assert target._lifecycle.last_progress.done == target._lifecycle.last_progress.planned == planned
+    assert (endpoint.url, endpoint.model_name) == ("http://34.118.20.7", "digits")
+    config = fake.calls_of("config", "set-all")[0]
+    assert config.flag("--plaintext") == ["gcp:project=my-proj", "gcp:region=us-central1", "gcp:zone=us-central1-a"]
+    assert "kubeconfig" in target.outputs() and "[secret]" in repr(target.outputs())
+
+
+def test_down_destroys_and_removes(cluster, fake, adc, capsys):
+    fake.add_stack("dev", resource_count=12, outputs={"endpoint_url": "http://34.118.20.7"})
+    fake.script(load_scenario("destroy"))
+    target = target_for(cluster, fake)
+    assert target.down() is True
+    assert [" ".join(c.words) for c in fake.calls if c.words != ["stack", "select"]] == [
+        "stack ls", "destroy", "stack history", "stack rm",
+    ]
+    assert fake.calls_of("destroy")[0].flag("--refresh") is True  # finds what an interrupted run left
+    assert fake.stacks == {}
+    assert "destroy dev: succeeded — 0 created, 0 updated, 7 deleted" in capsys.readouterr().out
+    with pytest.raises(NotDeployedError):
+        target.endpoint
+
+
+def test_interrupted_up_then_down(cluster, spec, fake, adc):
+    fake.script(load_scenario("up_interrupted"), load_scenario("destroy_after_interrupt"))
+    target = target_for(cluster, fake, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        target.up(spec)
+    assert target.status().status == "interrupted"
+    assert target.down() is True
+    destroy = fake.calls_of("destroy")[-1]
+    assert destroy.flag("--refresh") is True and destroy.flag("--stack") == "dev"
+    assert fake.calls_of("cancel") and fake.calls[-1].argv == ["--non-interactive", "stack", "rm", "--yes", "dev"]
+    assert fake.stacks == {}
+
+
+def test_sweep_is_a_dry_run_by_default(cluster, fake):
+    fake.add_stack("old", resource_count=3, outputs={"mltoolkit_owner": "bob", "mltoolkit_expires": "20200101t0000z"})
+    listed = target_for(cluster, fake).sweep()
+    assert list(listed["stack"]) == ["old"] and list(listed["action"]) == ["would destroy"]
+    assert fake.calls_of("destroy") == []
+
+
+# ---------------------------------------------------------------------------------- use / measure
+
+
+def test_endpoint_needs_an_exposed_service(cluster, fake):
+    fake.add_stack("dev", outputs={"endpoint_url": None, "model_name": "digits"})
+    with pytest.raises(NoEndpointError, match="allowed_cidrs"):
+        target_for(cluster, fake).endpoint
+    fresh = ReplayPulumiCommand()
+    with pytest.raises(NotDeployedError, match="call target.up"):
+        target_for(cluster, fresh).endpoint
+
+
+class _ModelServer:
+    """A tiny model endpoint on 127.0.0.1 answering POST /predict like the serving app."""
+
+    def __init__(self):
+        outer = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                answer = json.dumps({"predictions": [0] * len(body["instances"])}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Replica", "digits-0")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def model_server():
+    server = _ModelServer()
+    yield server
+    server.close()
+
+
+def test_load_test_runs_against_the_url_in_the_stack_outputs(cluster, fake, model_server):
+    fake.add_stack("dev", outputs={"endpoint_url": model_server.url, "model_name": "digits"})
+    target = target_for(cluster, fake)
+    frame = target.load_test(rate=40, duration=0.5, X=np.zeros((4, 64)))
+    assert len(frame) == model_server.requests > 0
+    assert set(frame["status"]) == {200} and set(frame["replica"]) == {"digits-0"}
+
+
+def test_utilization_reads_the_cluster_named_by_the_kubeconfig_output(cluster, fake):
+    kube = _fake_kube_api()
+    base = kube.three_node_cluster()
+    program_labels = {"app.kubernetes.io/name": "digits", "app.kubernetes.io/component": "model-server"}
+    a, b, c = kube.THREE_NODE_NAMES
+    pods = [kube.pod_object(f"digits-{i}", namespace="mltoolkit", labels=program_labels, node=node)
+            for i, node in enumerate((a, a, b))]
+    pods.append(kube.pod_object("stranger", namespace="default", labels=program_labels, node=c))
+    with kube.FakeKubeAPI(kube.FakeCluster(nodes=base.nodes, node_metrics=base.node_metrics, pods=pods)) as api:
+        fake.add_stack("dev", outputs={"kubeconfig": api.kubeconfig_yaml(), "model_name": "digits",
+                                       "namespace": "mltoolkit"}, secret_outputs={"kubeconfig"})
+        frame = target_for(cluster, fake).utilization()
+        paths = [path for path, _ in api.requests]
+    assert frame["node"].tolist() == [a, b, c]
+    assert frame["replicas"].tolist() == [2, 1, 0]  # the model's pods only, in its namespace
+    assert frame.loc[0, "cpu_percent"] == 37.5  # 1500m of 4 allocatable cores
+    assert "/api/v1/namespaces/mltoolkit/pods" in paths
+
+
+# ---------------------------------------------------------------------------------- real cloud
+
+
+def _real_cloud_reason() -> str | None:
+    if shutil.which("pulumi") is None:
+        return "needs the Pulumi CLI on PATH"
+    try:
+        if google_credentials_source() is None:
+            return "needs Google Cloud credentials (gcloud auth application-default login)"
+    except GoogleCredentialsError as exc:
+        return str(exc)
+    if not os.environ.get("MLTOOLKIT_GCP_PROJECT"):
+        return "needs MLTOOLKIT_GCP_PROJECT (a project where a small GKE cluster may be created)"
+    return None
+
+
+_REAL_CLOUD_MISSING = _real_cloud_reason()
+
+
+@pytest.mark.gcp
+@pytest.mark.skipif(_REAL_CLOUD_MISSING is not None, reason=f"real cloud: {_REAL_CLOUD_MISSING}")
+def test_real_gke_up_predict_measure_down(digits_model, tmp_path):
+    """Creates a small zonal cluster in MLTOOLKIT_GCP_PROJECT, serves the digits model, and
+    removes everything. Takes 10-20 minutes and costs a few cents."""
+    model, X, _ = digits_model
+    cluster = ClusterSpec(
+        name=f"mlt-{uuid.uuid4().hex[:6]}", project=os.environ["MLTOOLKIT_GCP_PROJECT"],
+        location=os.environ.get("MLTOOLKIT_GCP_ZONE", "us-central1-a"),
+        allowed_cidrs=(os.environ.get("MLTOOLKIT_GCP_ALLOWED_CIDR", "0.0.0.0/0"),),
+        allow_public="MLTOOLKIT_GCP_ALLOWED_CIDR" not in os.environ,
+    )
+    spec = DeploymentSpec(model=ModelSpec.from_object(model, name="digits", directory=tmp_path), replicas=2)
+    target = GKETarget(cluster, stack=cluster.name, state_dir=tmp_path / "pulumi", ttl="2h", progress="text")
+    try:
+        endpoint = target.up(spec)
+        assert endpoint is not None and endpoint.ready()
+        assert len(endpoint.predict(X[:3])) == 3
+        assert len(target.load_test(rate=5, duration=3, X=X)) > 0
+        assert len(target.utilization()) >= 1
+    finally:
+        target.down()
+    assert target.status().exists is False
+
+
+def test_without_the_pulumi_sdk_the_target_imports_and_says_what_to_install(tmp_path):
+    """pulumi is an optional extra: GKETarget must import without it and explain on first use."""
+    import subprocess
+
+    code = """
+import sys
+class NoPulumi:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pulumi", "pulumi_gcp", "pulumi_kubernetes"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoPulumi())
+from mltoolkit.gcp.target import GKETarget
+from mltoolkit.spec import ClusterSpec, DeploymentSpec, ModelSpec
+target = GKETarget(ClusterSpec(name="ml", project="my-proj", location="us-central1-a"),
+                   check_credentials=False, progress=False)
+spec = DeploymentSpec(model=ModelSpec.from_image("us-docker.pkg.dev/p/r/digits:1", name="digits"))
+for call in (lambda: target.plan(spec), target.down):
+    try:
+        call()
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+print("pulumi imported:", any(m.split(".")[0] == "pulumi" for m in sys.modules))
+"""
+    env = {**os.environ, "MLTOOLKIT_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("GcpExtraMissingError") and "pip install 'mltoolkit[gcp]'" in line for line in lines[:2])
+    assert lines[2] == "pulumi imported: False"
