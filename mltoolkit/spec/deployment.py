@@ -48,11 +48,16 @@ def _check_number(field_name: str, value: Any, low: float, high: float) -> None:
 
 @dataclass(frozen=True)
 class BatchingSpec:
-    """Adaptive batching in the model server: concurrent requests merged into one predict call."""
+    """Adaptive batching in the model server: concurrent requests merged into one predict call.
+
+    ``max_wait_ms=0`` (the default, chosen by measurement) merges whatever arrived in the same
+    event-loop pass and never holds a lone request; a positive wait trades latency for fuller
+    batches (see mltoolkit/serving/batching.py).
+    """
 
     enabled: bool = True
     max_batch_size: int = 64
-    max_wait_ms: float = 1.0
+    max_wait_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):

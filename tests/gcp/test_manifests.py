@@ -90,7 +90,7 @@ def test_file_model_is_fetched_by_an_init_container_and_served_per_the_replica_c
         "--replica-id": "$(POD_NAME)",
         "--max-request-bytes": str(deployment.max_request_bytes),
         "--max-batch-size": "64",
-        "--max-wait-ms": "1.0",
+        "--max-wait-ms": "0.0",
     }
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MLTOOLKIT_MODEL_PATH"] == local and env["PORT"] == "8080" and env["MLTOOLKIT_HOST"] == "0.0.0.0"

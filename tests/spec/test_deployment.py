@@ -95,7 +95,7 @@ def test_round_trip_through_plain_dicts(model):
         balancer=BalancerSpec(policy="round_robin", retries=0),
     )
     data = spec.to_dict()
-    assert data["model"]["batching"] == {"enabled": True, "max_batch_size": 64, "max_wait_ms": 1.0}
+    assert data["model"]["batching"] == {"enabled": True, "max_batch_size": 64, "max_wait_ms": 0.0}
     assert isinstance(data["balancer"], dict)
     again = DeploymentSpec.from_dict(data)
     assert again == spec

@@ -1,0 +1,203 @@
+"""What the local target starts, decided without starting anything.
+
+``plan_processes`` turns a ``DeploymentSpec`` and a node count into one ``ProcessSpec`` per
+process: the replicas spread round-robin over the nodes, then the balancer in front of them.
+The command lines follow the process contracts in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from mltoolkit.errors import SpecError
+from mltoolkit.local.ports import LOOPBACK
+from mltoolkit.spec import DeploymentSpec
+
+REPLICA = "replica"
+BALANCER = "balancer"
+MAX_NODES = 64
+READY_PATHS = {REPLICA: "/v2/health/ready", BALANCER: "/-/health"}
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process to run: its role, name, node (a label; None for the balancer), port and argv."""
+
+    role: str
+    name: str
+    node: str | None
+    port: int
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def ready_url(self) -> str:
+        return self.url + READY_PATHS[self.role]
+
+    @property
+    def label(self) -> str:
+        """How progress lines and errors name the process: 'replica digits-0 on node-0'."""
+        where = f" on {self.node}" if self.node else ""
+        return f"{self.role} {self.name}{where}"
+
+
+def check_nodes(nodes: Any) -> int:
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+        raise SpecError("LocalTarget.nodes", nodes, f"a whole number from 1 to {MAX_NODES}")
+    return nodes
+
+
+def node_names(nodes: int) -> list[str]:
+    return [f"node-{i}" for i in range(nodes)]
+
+
+def replica_names(model_name: str, replicas: int) -> list[str]:
+    return [f"{model_name}-{i}" for i in range(replicas)]
+
+
+def check_runnable_locally(spec: DeploymentSpec) -> None:
+    """The local target runs model files; a container-image model can only go to the cloud."""
+    if not isinstance(spec, DeploymentSpec):
+        raise SpecError("spec", type(spec).__name__, "a DeploymentSpec")
+    if spec.model.path is None:
+        raise SpecError(
+            "ModelSpec.path",
+            None,
+            f"a model file for the local target (ModelSpec.from_object / from_file); "
+            f"image {spec.model.image!r} can only be deployed to GKE",
+        )
+
+
+def replica_argv(
+    spec: DeploymentSpec, replica_id: str, port: int, python: str = sys.executable
+) -> tuple[str, ...]:
+    model = spec.model
+    argv = [
+        python, "-m", "mltoolkit.serving",
+        "--model-path", str(model.path),
+        "--model-name", model.name,
+        "--port", str(port),
+        "--replica-id", replica_id,
+        "--host", LOOPBACK,
+        "--max-request-bytes", str(spec.max_request_bytes),
+    ]  # fmt: skip
+    if model.batching.enabled:
+        argv += [
+            "--max-batch-size", str(model.batching.max_batch_size),
+            "--max-wait-ms", str(model.batching.max_wait_ms),
+        ]  # fmt: skip
+    else:
+        argv.append("--no-batching")
+    return tuple(argv)
+
+
+def balancer_argv(
+    spec: DeploymentSpec, port: int, replicas: Sequence[ProcessSpec], python: str = sys.executable
+) -> tuple[str, ...]:
+    balancer = spec.balancer
+    argv = [
+        python, "-m", "mltoolkit.balancer",
+        "--port", str(port),
+        "--host", LOOPBACK,
+        "--policy", balancer.policy,
+        "--health-interval", str(balancer.health_interval_s),
+        "--retries", str(balancer.retries),
+        "--timeout", str(balancer.request_timeout_s),
+        "--max-request-bytes", str(spec.max_request_bytes),
+    ]  # fmt: skip
+    for replica in replicas:
+        argv += ["--replica", f"{replica.name}={replica.url}@{replica.node}"]
+    return tuple(argv)
+
+
+def thread_env(cpu_millicores: int) -> dict[str, str]:
+    """Cap numeric libraries' threads at the replica's CPU request (at least one)."""
+    threads = str(max(1, cpu_millicores // 1000))
+    return {name: threads for name in _THREAD_VARIABLES}
+
+
+def plan_processes(
+    spec: DeploymentSpec,
+    nodes: int,
+    ports: Sequence[int] | None = None,
+    python: str = sys.executable,
+) -> list[ProcessSpec]:
+    """The replicas (round-robin over ``nodes``) and then the balancer.
+
+    ``ports`` gives one port per replica and a last one for the balancer; without it every
+    port is 0 ("chosen at start"), which is what ``plan()`` shows.
+    """
+    check_runnable_locally(spec)
+    check_nodes(nodes)
+    if ports is None:
+        ports = [0] * (spec.replicas + 1)
+    if len(ports) != spec.replicas + 1:
+        raise ValueError(f"need {spec.replicas + 1} ports (replicas + balancer), got {len(ports)}")
+    labels = node_names(nodes)
+    replicas = [
+        ProcessSpec(
+            role=REPLICA,
+            name=name,
+            node=labels[i % nodes],
+            port=ports[i],
+            argv=replica_argv(spec, name, ports[i], python),
+            env=thread_env(spec.cpu_millicores),
+            cpu_millicores=spec.cpu_millicores,
+            memory_bytes=spec.memory_bytes,
+        )
+        for i, name in enumerate(replica_names(spec.model.name, spec.replicas))
+    ]
+    balancer = ProcessSpec(
+        role=BALANCER,
+        name=f"{spec.model.name}-balancer",
+        node=None,
+        port=ports[-1],
+        argv=balancer_argv(spec, ports[-1], replicas, python),
+    )
+    return [*replicas, balancer]
+
+
+def command_summary(argv: Sequence[str]) -> str:
+    """The command without the interpreter path: 'mltoolkit.serving --model-name digits ...'.
+
+    Port 0 (not chosen yet) shows as '<auto>'.
+    """
+    parts = list(argv)
+    if len(parts) >= 3 and parts[1] == "-m":
+        parts = parts[2:]
+    text = " ".join(parts)
+    return re.sub(r"(--port |127\.0\.0\.1:)0\b", r"\1<auto>", text)
+
+
+PLAN_COLUMNS = ["kind", "name", "node", "port", "command", "cpu", "memory", "usd_per_hour"]
+
+
+def plan_frame(spec: DeploymentSpec, processes: Sequence[ProcessSpec]) -> pd.DataFrame:
+    rows = []
+    for process in processes:
+        is_replica = process.role == REPLICA
+        rows.append(
+            {
+                "kind": process.role,
+                "name": process.name,
+                "node": process.node,
+                "port": "auto" if process.port == 0 else process.port,
+                "command": command_summary(process.argv),
+                "cpu": spec.cpu if is_replica else None,
+                "memory": spec.memory if is_replica else None,
+                "usd_per_hour": 0.0,
+            }
+        )
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS)

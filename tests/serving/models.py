@@ -1,0 +1,26 @@
+"""Odd models for the server's tests (module-level so joblib can pickle them)."""
+
+import numpy as np
+
+
+class ObjectAnswers:
+    """Answers each row with a Python object that JSON cannot encode."""
+
+    def predict(self, rows):
+        answers = np.empty(len(rows), dtype=object)
+        answers[:] = [object() for _ in range(len(rows))]
+        return answers
+
+
+class RowCount:
+    """Declares no feature count; answers each row with the number of rows in the call."""
+
+    def predict(self, rows):
+        return np.full(len(rows), len(rows))
+
+
+class TooFew:
+    """Answers one prediction fewer than it was given rows."""
+
+    def predict(self, rows):
+        return np.zeros(len(rows) - 1)

@@ -1,0 +1,69 @@
+"""``python -m mltoolkit.serving``: bad options and model files stop it with exit 2, unbound."""
+
+import socket
+import subprocess
+
+import joblib
+import pytest
+
+from mltoolkit.serving.__main__ import main
+
+from .process import server_command
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "make_file, extra, fragment",
+    [
+        ("digits", ["--port", "abc"], "--port: 'abc' is not allowed; expected a whole number"),
+        ("digits", ["--max-batch-size", "-3"], "--max-batch-size: -3 is not allowed"),
+        ("garbage", [], "--model-path: "),
+        ("no-predict", [], "which has no predict method"),
+    ],
+)
+def test_bad_configuration_exits_2_with_the_option_named(
+    tmp_path, digits_path, capsys, make_file, extra, fragment
+):
+    path = digits_path
+    if make_file == "garbage":
+        path = str(tmp_path / "g.joblib")
+        (tmp_path / "g.joblib").write_bytes(b"garbage")
+    if make_file == "no-predict":
+        path = str(tmp_path / "n.joblib")
+        joblib.dump([1, 2, 3], path)
+    with pytest.raises(SystemExit) as info:
+        main(["--model-path", path, "--model-name", "digits", "--port", "0", *extra], environ={})
+    assert info.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_the_real_command_exits_2_before_binding(digits_path):
+    port = free_port()
+    result = subprocess.run(
+        server_command(
+            "--model-path", digits_path, "--model-name", "digits", "--port", str(port),
+            "--max-wait-ms", "5000",
+        ),  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--max-wait-ms: 5000.0 is not allowed; expected a number from 0 to 1000" in result.stderr
+    assert "usage: python -m mltoolkit.serving" in result.stderr
+    assert "http://" not in result.stdout  # it never announced a listening address
+
+
+def test_a_busy_port_exits_1_with_the_address(digits_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["--model-path", digits_path, "--model-name", "digits", "--port", str(port)], environ={})
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
