@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mltoolkit.local import LocalTarget
+from mltoolkit.balancer.policies import DEFAULT_POLICY, policy_names
 from mltoolkit.spec import BalancerSpec, DeploymentSpec, ModelSpec
 
 CHECK_ROWS = 20
@@ -38,7 +39,7 @@ def train_digits() -> tuple[Any, np.ndarray, np.ndarray]:
     return model, X, y
 
 
-def digits_spec(model: Any, replicas: int = 3, policy: str = "least_request") -> DeploymentSpec:
+def digits_spec(model: Any, replicas: int = 3, policy: str = DEFAULT_POLICY) -> DeploymentSpec:
     return DeploymentSpec(
         model=ModelSpec.from_object(model, name="digits"),
         replicas=replicas,
@@ -98,7 +99,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=_positive_float, default=100.0, help="requests/s (100)")
     parser.add_argument("--duration", type=_positive_float, default=10.0, help="seconds (10)")
     parser.add_argument(
-        "--policy", default="least_request", help="balancer policy (least_request, round_robin)"
+        "--policy",
+        default=DEFAULT_POLICY,
+        choices=policy_names(),
+        help=f"balancer policy ({DEFAULT_POLICY})",
     )
     return parser.parse_args(argv)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import urlsplit
 
-from mltoolkit.balancer.policies import policy_names
+from mltoolkit.balancer.policies import DEFAULT_POLICY, policy_names
 from mltoolkit.errors import SpecError
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class BalancerConfig:
     """
 
     replicas: tuple[ReplicaTarget, ...]
-    policy: str = "least_request"
+    policy: str = DEFAULT_POLICY
     host: str = "127.0.0.1"
     port: int = 0
     health_interval_s: float = 0.25

@@ -147,6 +147,8 @@ class Balancer:
                     "weight": s.weight,
                     "reported_in_flight": s.reported_in_flight,
                     "last_latency_s": s.last_latency_s,
+                    "latency_ewma_s": s.latency_ewma_s,
+                    "parallel_seen": s.parallel_seen,
                 }
                 for s in self.states
             ],
@@ -222,8 +224,9 @@ class Balancer:
             request.headers, request.remote, request.host, request.scheme
         )
         timeout = aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001))
-        replica.in_flight += 1
         started = loop.time()
+        ticket = replica.begin_attempt(started)
+        worked = False  # the replica did the work of this request and answered it
         try:
             async with pool.request(
                 request.method,
@@ -234,6 +237,9 @@ class Balancer:
                 allow_redirects=False,
             ) as upstream:
                 payload = await upstream.read()
+            # Only successful POSTs (inference) show how many requests the replica works on at
+            # once; GETs (health, metadata) and rejected requests are answered without a slot.
+            worked = request.method == "POST" and upstream.status < 300
         except asyncio.TimeoutError:
             replica.failed += 1
             raise
@@ -246,9 +252,13 @@ class Balancer:
             replica.failed += 1
             raise
         finally:
-            replica.in_flight -= 1
+            replica.end_attempt(ticket, worked)
             self._notify()
-        replica.record_answer(loop.time() - started, parse_in_flight(upstream.headers.get(IN_FLIGHT_HEADER)))
+        replica.record_answer(
+            loop.time() - started,
+            parse_in_flight(upstream.headers.get(IN_FLIGHT_HEADER)),
+            failed=upstream.status >= 500,
+        )
         if upstream.status >= 500:
             replica.failed += 1
         else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mltoolkit.gcp import catalog, prices
+from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import DeploymentSpec, ModelSpec
 
@@ -63,7 +64,7 @@ class DeploymentFields:
     replicas: int = 2
     cpu: str = "500m"
     memory: str = "512Mi"
-    policy: str = "least_request"
+    policy: str = DEFAULT_POLICY
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
+from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import ModelSpec
@@ -52,7 +53,7 @@ class ProvisionPanel(PanelBase):
         replicas: int = 2,
         cpu: str = "500m",
         memory: str = "512Mi",
-        policy: str = "least_request",
+        policy: str = DEFAULT_POLICY,
         cluster: ClusterSpec | None = None,
         stack: str = "dev",
         backend: str | None = None,

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from mltoolkit.balancer.policies import LeastRequest, Policy, ReplicaState, RoundRobin, policy_names
+from collections import Counter
+
+from mltoolkit.balancer.policies import (
+    EWMA_WEIGHT,
+    OVERTAKE_MARGIN_S,
+    Ewma,
+    LateBinding,
+    LeastRequest,
+    Policy,
+    PowerOfTwo,
+    RandomChoice,
+    ReplicaState,
+    RoundRobin,
+    policy_names,
+)
 
 
 def states(*names: str, **weights: float) -> list[ReplicaState]:
@@ -22,9 +36,14 @@ def picks(policy: Policy, replicas: list[ReplicaState], n: int, **kwargs: object
 
 def test_registry_names_and_make():
     assert policy_names() == sorted(Policy.registry)
-    assert {"round_robin", "least_request"} <= set(policy_names())
+    ours = {"round_robin", "least_request", "random", "power_of_two", "ewma", "late_binding"}
+    assert ours <= set(policy_names())
     assert isinstance(Policy.make("round_robin"), RoundRobin)
     assert isinstance(Policy.make("least_request"), LeastRequest)
+    assert isinstance(Policy.make("random"), RandomChoice)
+    assert isinstance(Policy.make("power_of_two"), PowerOfTwo)
+    assert isinstance(Policy.make("ewma"), Ewma)
+    assert isinstance(Policy.make("late_binding"), LateBinding)
     # Each make() is a fresh policy: rotation state is not shared between balancers.
     assert Policy.make("round_robin") is not Policy.make("round_robin")
 
@@ -119,3 +138,143 @@ def test_record_answer_keeps_the_last_report():
     # An answer without X-In-Flight updates the latency but keeps the last known count.
     state.record_answer(0.5, None)
     assert (state.last_latency_s, state.reported_in_flight) == (0.5, 3)
+
+
+# -- random -----------------------------------------------------------------------------------
+
+
+def test_random_ignores_load_and_follows_weights():
+    replicas = states("a", "b", "c", a=2.0)
+    replicas[0].in_flight = 40  # a is swamped; random does not look
+    counts = Counter(picks(RandomChoice(seed=7), replicas, 4000))
+    # Weights 2:1:1: a should get half the picks, b and c a quarter each, load or not. With 4000
+    # draws the standard deviation of a share is under 0.01, so +-0.04 is a safe band.
+    assert abs(counts["a"] / 4000 - 0.5) < 0.04
+    assert abs(counts["b"] / 4000 - 0.25) < 0.04
+    assert abs(counts["c"] / 4000 - 0.25) < 0.04
+
+
+def test_random_is_reproducible_with_a_seed_and_skips_unavailable():
+    replicas = states("a", "b", "c")
+    assert picks(RandomChoice(seed=3), replicas, 20) == picks(RandomChoice(seed=3), replicas, 20)
+    replicas[1].healthy = False
+    # b is out of rotation and c excluded (a retry): only a remains, every time.
+    assert set(picks(RandomChoice(seed=3), replicas, 20, exclude=frozenset({"c"}))) == {"a"}
+    assert RandomChoice(seed=3).choose(replicas, frozenset({"a", "c"})) is None
+
+
+# -- power of two choices ---------------------------------------------------------------------
+
+
+def test_power_of_two_with_two_replicas_always_takes_the_less_loaded():
+    replicas = states("a", "b")
+    replicas[0].in_flight, replicas[1].in_flight = 3, 1
+    # With two candidates both are drawn every time, so the comparison always sees b (1 < 3).
+    assert set(picks(PowerOfTwo(seed=1), replicas, 50)) == {"b"}
+
+
+def test_power_of_two_never_takes_the_most_loaded_and_favours_the_least():
+    replicas = states("a", "b", "c")
+    replicas[0].in_flight, replicas[1].in_flight, replicas[2].in_flight = 0, 1, 5
+    counts = Counter(picks(PowerOfTwo(seed=2), replicas, 3000))
+    # c (5 in flight) loses every comparison it is drawn into. a (idle) wins whenever it is one of
+    # the two drawn: 2 of the 3 equally likely pairs, so about 2/3; b wins only the pair {b, c}.
+    assert counts["c"] == 0
+    assert abs(counts["a"] / 3000 - 2 / 3) < 0.04
+    assert abs(counts["b"] / 3000 - 1 / 3) < 0.04
+
+
+def test_power_of_two_compares_load_per_weight():
+    replicas = states("big", "small", big=4.0)
+    # big: 3 / 4 = 0.75 per unit of weight, small: 1 / 1 = 1.0; big is less loaded for its size.
+    replicas[0].in_flight, replicas[1].in_flight = 3, 1
+    assert set(picks(PowerOfTwo(seed=5), replicas, 20)) == {"big"}
+
+
+def test_power_of_two_single_or_no_candidate():
+    replicas = states("a", "b")
+    replicas[0].in_flight = 9
+    assert PowerOfTwo(seed=0).choose(replicas, frozenset({"b"})).name == "a"  # the only one left
+    assert PowerOfTwo(seed=0).choose(replicas, frozenset({"a", "b"})) is None
+
+
+# -- what replica states learn from attempts and answers ----------------------------------------
+
+
+def test_latency_average_starts_as_the_mean_then_weighs_recent_answers():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    assert state.latency_ewma_s is None
+    state.record_answer(0.3, None)
+    state.record_answer(0.1, None)
+    # The first answers are averaged plainly: (0.3 + 0.1) / 2, not 0.3 nudged by 10 %.
+    assert state.latency_ewma_s == pytest.approx(0.2)
+    for _ in range(200):
+        state.record_answer(1.0, None)
+    # Long after, only recent answers count: the average has moved all the way to 1.0 ...
+    assert state.latency_ewma_s == pytest.approx(1.0, abs=1e-6)
+    # ... and one outlier moves it by EWMA_WEIGHT of the difference, not to the outlier.
+    state.record_answer(11.0, None)
+    assert state.latency_ewma_s == pytest.approx(1.0 + EWMA_WEIGHT * 10.0)
+
+
+def test_failed_answers_never_make_a_replica_look_faster():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    state.record_answer(0.5, None)
+    # A 500 in 1 ms: kept as the last latency, but the average stays (else a replica failing
+    # fast would look like the fastest and draw every request).
+    state.record_answer(0.001, None, failed=True)
+    assert (state.last_latency_s, state.latency_ewma_s) == (0.001, 0.5)
+    # A failure slower than the average does raise it: slow and failing is still slow.
+    state.record_answer(1.5, None, failed=True)
+    assert state.latency_ewma_s == pytest.approx(1.0)  # the mean of 0.5 and 1.5
+    # Before any answer, a failed one is not taken as the replica's speed either.
+    fresh = ReplicaState(name="b", url="http://127.0.0.1:9001")
+    fresh.record_answer(0.001, None, failed=True)
+    assert fresh.latency_ewma_s is None
+
+
+def test_foreign_load_is_what_the_replica_reports_beyond_our_own():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    ticket = state.begin_attempt(0.0)
+    state.begin_attempt(0.0)
+    state.end_attempt(ticket, worked=True)
+    # One of ours is still there; the replica reports 4 others: 3 came from someone else.
+    state.record_answer(0.1, 4)
+    assert (state.reported_in_flight, state.foreign_in_flight) == (4, 3)
+    # A report below our own count (an answer we have not read yet) means no foreign load.
+    state.record_answer(0.1, 0)
+    assert state.foreign_in_flight == 0
+
+
+def test_an_answer_overtaking_earlier_attempts_proves_parallel_service():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    first = state.begin_attempt(0.0)
+    second = state.begin_attempt(1.0)
+    assert state.in_flight == 2
+    # In order (first, then second): a single FIFO slot would do the same; nothing learned.
+    state.end_attempt(first, worked=True)
+    state.end_attempt(second, worked=True)
+    assert (state.in_flight, state.parallel_seen) == (0, 1)
+    # Three sent a second apart; the third answers while the other two are still unanswered:
+    # with FIFO service those two had started and not finished, so three were served at once.
+    tickets = [state.begin_attempt(t) for t in (10.0, 11.0, 12.0)]
+    state.end_attempt(tickets[2], worked=True)
+    assert state.parallel_seen == 3
+    state.end_attempt(tickets[0], worked=True)
+    state.end_attempt(tickets[1], worked=True)
+    assert (state.in_flight, state.parallel_seen) == (0, 3)  # the most seen is kept
+
+
+def test_overtaking_proves_nothing_when_not_answered_or_sent_too_close():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    slow = state.begin_attempt(0.0)
+    failed = state.begin_attempt(1.0)
+    # A failure (refused, dropped, 5xx, or a GET that takes no slot) overtaking: nothing learned.
+    state.end_attempt(failed, worked=False)
+    assert state.parallel_seen == 1
+    # Sent within OVERTAKE_MARGIN_S of the earlier one: it may simply have arrived first.
+    close = state.begin_attempt(OVERTAKE_MARGIN_S / 2)
+    state.end_attempt(close, worked=True)
+    assert state.parallel_seen == 1
+    state.end_attempt(slow, worked=True)
+    assert state.in_flight == 0
