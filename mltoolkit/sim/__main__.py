@@ -1,0 +1,5 @@
+import sys
+
+from mltoolkit.sim.cli import main
+
+sys.exit(main())
