@@ -19,6 +19,7 @@ builds them unseeded.
 from __future__ import annotations
 
 import itertools
+import time
 import random
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Sequence
@@ -29,6 +30,14 @@ from typing import Callable, ClassVar, Sequence
 # averages over about 20 answers, so a 3x slower replica stands out from that noise, while a
 # replica that becomes 10x slower shows an average 2.7x higher after two answers.
 EWMA_WEIGHT = 0.1
+# ewma treats replicas whose expected latency is within this fraction of the best as equal and
+# takes them in turn: averages of equally fast replicas differ by noise, and without it the one
+# that happens to look fastest takes all light load while the others idle. One more request in
+# flight changes a replica's cost by 1.33x or more (up to 3 in flight), a 3x slower replica's by
+# 3x: both still decide.
+EWMA_TIE_TOLERANCE = 0.25
+# a latency average no answer has refreshed decays towards the best one with this half-life
+STALE_HALF_LIFE_S = 0.25
 # An answer proves that the replica served it in parallel with an earlier, still unanswered,
 # attempt only if that attempt was sent at least this long before: requests sent closer together
 # may reach the replica in the other order (one waits for a new connection, the other reuses one).
@@ -65,6 +74,7 @@ class ReplicaState:
     last_latency_s: float | None = None
     latency_ewma_s: float | None = None
     latency_samples: int = 0
+    last_answer_at: float | None = None
     foreign_in_flight: int = 0
     parallel_seen: int = 1
     consecutive_failures: int = 0
@@ -109,6 +119,7 @@ class ReplicaState:
         fast, or latency-aware policies would send it everything.
         """
         self.last_latency_s = latency_s
+        self.last_answer_at = time.monotonic()
         previous = self.latency_ewma_s if self.latency_ewma_s is not None else latency_s
         if not failed or latency_s > previous:
             self.latency_samples += 1
@@ -152,13 +163,32 @@ def candidates(
     return [r for r in replicas if r.healthy and r.weight > 0 and r.name not in exclude]
 
 
-def latency_estimates(replicas: Sequence[ReplicaState]) -> dict[str, float]:
+def latency_estimates(
+    replicas: Sequence[ReplicaState], now: float | None = None
+) -> dict[str, float]:
     """Each replica's expected latency: its average, or, before its first answer, the best
     average of the others (optimistic, so that a new replica is tried soon), or 1.0 when no
-    replica has answered yet (all equal)."""
+    replica has answered yet (all equal).
+
+    An average that no answer has refreshed for a while is stale: it decays towards the best
+    one, halving the gap every ``STALE_HALF_LIFE_S`` of silence. Otherwise a replica that was
+    slow once (a cold start, a burst of expensive requests) would never be chosen again, so its
+    average would never learn that it recovered, and the others would carry all the load.
+    """
     known = [r.latency_ewma_s for r in replicas if r.latency_ewma_s is not None]
-    unknown = min(known) if known else 1.0
-    return {r.name: r.latency_ewma_s if r.latency_ewma_s is not None else unknown for r in replicas}
+    best = min(known) if known else 1.0
+    now = time.monotonic() if now is None else now
+    estimates = {}
+    for r in replicas:
+        if r.latency_ewma_s is None:
+            estimates[r.name] = best
+        elif r.last_answer_at is None:
+            estimates[r.name] = r.latency_ewma_s
+        else:
+            silence = max(0.0, now - r.last_answer_at)
+            decay = 0.5 ** (silence / STALE_HALF_LIFE_S)
+            estimates[r.name] = best + (r.latency_ewma_s - best) * decay
+    return estimates
 
 
 class _Rotation:
@@ -168,10 +198,15 @@ class _Rotation:
         self._counter = itertools.count()
 
     def lowest(
-        self, replicas: list[ReplicaState], key: Callable[[ReplicaState], float]
+        self,
+        replicas: list[ReplicaState],
+        key: Callable[[ReplicaState], float],
+        tolerance: float = 0.0,
     ) -> ReplicaState:
-        best = min(key(r) for r in replicas)
-        tied = [r for r in replicas if key(r) == best]
+        """The replica with the lowest key; those within ``tolerance`` (relative) of it tie."""
+        keys = [key(r) for r in replicas]
+        limit = min(keys) * (1.0 + tolerance)
+        tied = [r for r, k in zip(replicas, keys) if k <= limit]
         return tied[next(self._counter) % len(tied)]
 
 
@@ -293,6 +328,7 @@ class Ewma(Policy):
         return self._rotation.lowest(
             chosen_from,
             key=lambda r: latency[r.name] * (r.in_flight + r.foreign_in_flight + 1) / r.weight,
+            tolerance=EWMA_TIE_TOLERANCE,
         )
 
 

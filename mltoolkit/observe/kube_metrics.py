@@ -34,18 +34,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from mltoolkit.errors import MltoolkitError, SpecError
+from mltoolkit.observe.utilization import NODE_COLUMNS
 
-NODE_UTILIZATION_COLUMNS = (
-    "time",
-    "node",
-    "cpu_cores",
-    "cpu_percent",
-    "memory_bytes",
-    "memory_percent",
-    "replicas",
-    "in_flight",
-    "served",
-)
+# the same columns as the local target's utilization by node
+NODE_UTILIZATION_COLUMNS = NODE_COLUMNS
 
 METRICS_GROUP = "metrics.k8s.io"
 METRICS_VERSION = "v1beta1"

@@ -15,12 +15,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from mltoolkit.errors import SpecError
 from mltoolkit.gcp import catalog
-from mltoolkit.spec.deployment import DeploymentSpec, ModelSpec
+from mltoolkit.spec.deployment import DeploymentSpec, ModelSpec, build_spec
 
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 LOAD_BALANCERS = ("l4", "l7")
@@ -274,7 +274,7 @@ class ClusterSpec:
     def _check_node_pools(self, region: str) -> None:
         pools = _as_tuple("ClusterSpec.node_pools", self.node_pools, "NodePoolSpec")
         pools = tuple(
-            _build(NodePoolSpec, p, f"ClusterSpec.node_pools[{i}]") if isinstance(p, Mapping) else p
+            build_spec(NodePoolSpec, p, f"ClusterSpec.node_pools[{i}]") if isinstance(p, Mapping) else p
             for i, p in enumerate(pools)
         )
         if not pools:
@@ -345,7 +345,7 @@ class ClusterSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterSpec:
-        return _build(cls, data, "ClusterSpec")
+        return build_spec(cls, data, "ClusterSpec")
 
     @classmethod
     def original_sketch(
@@ -387,17 +387,3 @@ def original_sketch_deployment(model: ModelSpec, **overrides: Any) -> Deployment
     values: dict[str, Any] = {"model": model, "replicas": 3, "cpu": "1", "memory": "2Gi"}
     values.update(overrides)
     return DeploymentSpec(**values)
-
-
-def _build(cls: type, data: Mapping[str, Any], label: str) -> Any:
-    """Construct a spec dataclass from a dict, rejecting keys it does not know."""
-    if not isinstance(data, Mapping):
-        raise SpecError(label, data, "a mapping of field names to values")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SpecError(f"{label}.{unknown[0]}", data[unknown[0]], f"one of the fields {sorted(known)}")
-    try:
-        return cls(**dict(data))
-    except TypeError as exc:  # a required field missing
-        raise SpecError(label, dict(data), f"all required fields ({exc})") from None

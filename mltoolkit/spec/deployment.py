@@ -143,10 +143,12 @@ class ModelSpec:
 class BalancerSpec:
     """How requests are spread over replicas.
 
-    The default policy, ``ewma``, was chosen by measurement (``benchmarks/balance.py``: a quarter
-    of the replicas 3x slower, heavy-tailed costs, 90 % load): its p99 was about the central-queue
-    ideal's, where round robin's was about 9x higher; it also routed around a replica slowed 10x
-    fastest, and keeps sending concurrent requests, which batching model servers need.
+    The default policy, ``ewma``, was chosen by measurement (``benchmarks/balance.py``: 16
+    replicas, a quarter of them 3x slower, heavy-tailed costs, 90 % load; medians of 3 runs on a
+    2-core machine): its p99 was 1.09x the central-queue ideal's against 7.7x for round robin,
+    and below nginx ``least_conn`` and HAProxy ``leastconn`` (664 ms against 786 and 729); it
+    routed around a replica slowed 10x, and keeps sending concurrent requests, which batching
+    model servers need (``late_binding`` starves them).
     """
 
     policy: str = DEFAULT_POLICY
@@ -179,11 +181,11 @@ class DeploymentSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
-            object.__setattr__(self, "model", _build(ModelSpec, self.model, "ModelSpec"))
+            object.__setattr__(self, "model", build_spec(ModelSpec, self.model, "ModelSpec"))
         if not isinstance(self.model, ModelSpec):
             raise SpecError("DeploymentSpec.model", self.model, "a ModelSpec")
         if isinstance(self.balancer, Mapping):
-            object.__setattr__(self, "balancer", _build(BalancerSpec, self.balancer, "BalancerSpec"))
+            object.__setattr__(self, "balancer", build_spec(BalancerSpec, self.balancer, "BalancerSpec"))
         if not isinstance(self.balancer, BalancerSpec):
             raise SpecError("DeploymentSpec.balancer", self.balancer, "a BalancerSpec")
         _check_int("DeploymentSpec.replicas", self.replicas, 1, 256)
@@ -218,10 +220,10 @@ class DeploymentSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentSpec:
-        return _build(cls, data, "DeploymentSpec")
+        return build_spec(cls, data, "DeploymentSpec")
 
 
-def _build(cls: type, data: Mapping[str, Any], label: str) -> Any:
+def build_spec(cls: type, data: Mapping[str, Any], label: str) -> Any:
     """Construct a spec dataclass from a dict, rejecting keys it does not know."""
     if not isinstance(data, Mapping):
         raise SpecError(label, data, "a mapping of field names to values")
@@ -231,7 +233,7 @@ def _build(cls: type, data: Mapping[str, Any], label: str) -> Any:
         raise SpecError(f"{label}.{unknown[0]}", data[unknown[0]], f"one of the fields {sorted(known)}")
     values = dict(data)
     if cls is ModelSpec and isinstance(values.get("batching"), Mapping):
-        values["batching"] = _build(BatchingSpec, values["batching"], "BatchingSpec")
+        values["batching"] = build_spec(BatchingSpec, values["batching"], "BatchingSpec")
     try:
         return cls(**values)
     except TypeError as exc:  # a required field missing

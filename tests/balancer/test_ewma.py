@@ -19,6 +19,7 @@ def states(*names: str, **weights: float) -> list[ReplicaState]:
 
 def with_latency(replica: ReplicaState, latency_s: float) -> ReplicaState:
     replica.record_answer(latency_s, None)
+    replica.last_answer_at = None  # constructed states are timeless: no staleness decay
     return replica
 
 
@@ -134,3 +135,43 @@ async def test_through_the_proxy_fast_failures_do_not_count_as_fast_answers(
     async with client.get(lb.url + "/status/200") as response:
         assert response.status == 200
     assert lb.state("a").latency_ewma_s is not None  # a successful answer is
+
+
+def test_a_stale_average_decays_so_a_recovered_replica_is_tried_again():
+    # a answered recently in 10 ms; b was slow once (100 ms) and has not answered since, so
+    # without decay ewma would never choose it again and never learn it recovered.
+    from mltoolkit.balancer.policies import STALE_HALF_LIFE_S, latency_estimates
+
+    a, b = states("a", "b")
+    now = 1000.0
+    a.latency_ewma_s, a.last_answer_at, a.in_flight = 0.010, now, 1
+    b.latency_ewma_s, b.last_answer_at = 0.100, now
+    # fresh: a costs 10 ms x (1 + 1) = 20 ms, b 100 ms x 1 -> a
+    assert latency_estimates([a, b], now=now)["b"] == pytest.approx(0.100)
+    # after 4 half-lives of silence b's gap to the best (90 ms) is 90/16 = 5.6 ms: b estimates
+    # 15.6 ms x 1, below a's 20 ms -> b gets the next request
+    later = now + 4 * STALE_HALF_LIFE_S
+    assert latency_estimates([a, b], now=later)["b"] == pytest.approx(0.010 + 0.090 / 16)
+    a.last_answer_at = later
+    b.last_answer_at = now
+    import mltoolkit.balancer.policies as policies
+
+    original = policies.time.monotonic
+    policies.time.monotonic = lambda: later
+    try:
+        assert Ewma().choose([a, b]).name == "b"
+        b.last_answer_at = later  # the same average, but fresh: a again
+        assert Ewma().choose([a, b]).name == "a"
+    finally:
+        policies.time.monotonic = original
+
+
+def test_near_equal_replicas_share_light_load_but_a_slower_one_does_not():
+    # a 10 ms, b 11 ms (noise between equal replicas: within EWMA_TIE_TOLERANCE = 25 %), c 30 ms
+    # (3x slower). All idle: a and b tie and take turns; c is never chosen.
+    a, b, c = states("a", "b", "c")
+    with_latency(a, 0.010)
+    with_latency(b, 0.011)
+    with_latency(c, 0.030)
+    policy = Ewma()
+    assert [policy.choose([a, b, c]).name for _ in range(4)] == ["a", "b", "a", "b"]
