@@ -2,7 +2,8 @@
 
 ``plan_processes`` turns a ``DeploymentSpec`` and a node count into one ``ProcessSpec`` per
 process: the replicas spread round-robin over the nodes, then the balancer in front of them.
-The command lines follow the process contracts in docs/architecture.md.
+The command lines follow the process contracts in docs/architecture.md. Replicas on a node
+listed in ``node_slowdown`` get the server's ``--slowdown`` (an emulated slower machine).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from mltoolkit.errors import SpecError
 from mltoolkit.local.ports import LOOPBACK
+from mltoolkit.serving.config import check_slowdown
 from mltoolkit.spec import DeploymentSpec
 
 REPLICA = "replica"
@@ -27,7 +29,10 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One process to run: its role, name, node (a label; None for the balancer), port and argv."""
+    """One process to run: its role, name, node (a label; None for the balancer), port and argv.
+
+    ``slowdown`` is the emulated slowness of a replica (1 = full speed; None for the balancer).
+    """
 
     role: str
     name: str
@@ -37,6 +42,7 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
+    slowdown: float | None = None
 
     @property
     def url(self) -> str:
@@ -50,7 +56,8 @@ class ProcessSpec:
     def label(self) -> str:
         """How progress lines and errors name the process: 'replica digits-0 on node-0'."""
         where = f" on {self.node}" if self.node else ""
-        return f"{self.role} {self.name}{where}"
+        slower = f" ({self.slowdown:g}x slower)" if self.slowdown and self.slowdown > 1 else ""
+        return f"{self.role} {self.name}{where}{slower}"
 
 
 def check_nodes(nodes: Any) -> int:
@@ -61,6 +68,23 @@ def check_nodes(nodes: Any) -> int:
 
 def node_names(nodes: int) -> list[str]:
     return [f"node-{i}" for i in range(nodes)]
+
+
+def check_node_slowdown(node_slowdown: Any, nodes: int) -> dict[str, float]:
+    """``{node name: factor}`` validated against the ``nodes`` labels; factors from 1 up."""
+    field_name = "LocalTarget.node_slowdown"
+    if node_slowdown is None:
+        return {}
+    if not isinstance(node_slowdown, Mapping):
+        raise SpecError(field_name, node_slowdown, "a dict of node name to factor: {'node-1': 3}")
+    labels = node_names(nodes)
+    allowed = labels[0] if nodes == 1 else f"one of {labels[0]} .. {labels[-1]}"
+    checked: dict[str, float] = {}
+    for node, factor in node_slowdown.items():
+        if node not in labels:
+            raise SpecError(field_name, node, f"a node name of this target ({allowed})")
+        checked[node] = check_slowdown(f"{field_name}[{node!r}]", factor)
+    return checked
 
 
 def replica_names(model_name: str, replicas: int) -> list[str]:
@@ -81,7 +105,11 @@ def check_runnable_locally(spec: DeploymentSpec) -> None:
 
 
 def replica_argv(
-    spec: DeploymentSpec, replica_id: str, port: int, python: str = sys.executable
+    spec: DeploymentSpec,
+    replica_id: str,
+    port: int,
+    python: str = sys.executable,
+    slowdown: float = 1.0,
 ) -> tuple[str, ...]:
     model = spec.model
     argv = [
@@ -100,6 +128,8 @@ def replica_argv(
         ]  # fmt: skip
     else:
         argv.append("--no-batching")
+    if slowdown != 1.0:
+        argv += ["--slowdown", str(float(slowdown))]
     return tuple(argv)
 
 
@@ -133,32 +163,39 @@ def plan_processes(
     nodes: int,
     ports: Sequence[int] | None = None,
     python: str = sys.executable,
+    node_slowdown: Mapping[str, float] | None = None,
 ) -> list[ProcessSpec]:
     """The replicas (round-robin over ``nodes``) and then the balancer.
 
     ``ports`` gives one port per replica and a last one for the balancer; without it every
-    port is 0 ("chosen at start"), which is what ``plan()`` shows.
+    port is 0 ("chosen at start"), which is what ``plan()`` shows. ``node_slowdown`` maps node
+    names to the slowdown factor of the replicas placed there (see ``check_node_slowdown``).
     """
     check_runnable_locally(spec)
     check_nodes(nodes)
+    slowdown = check_node_slowdown(node_slowdown, nodes)
     if ports is None:
         ports = [0] * (spec.replicas + 1)
     if len(ports) != spec.replicas + 1:
         raise ValueError(f"need {spec.replicas + 1} ports (replicas + balancer), got {len(ports)}")
     labels = node_names(nodes)
-    replicas = [
-        ProcessSpec(
-            role=REPLICA,
-            name=name,
-            node=labels[i % nodes],
-            port=ports[i],
-            argv=replica_argv(spec, name, ports[i], python),
-            env=thread_env(spec.cpu_millicores),
-            cpu_millicores=spec.cpu_millicores,
-            memory_bytes=spec.memory_bytes,
+    replicas: list[ProcessSpec] = []
+    for i, name in enumerate(replica_names(spec.model.name, spec.replicas)):
+        node = labels[i % nodes]
+        factor = slowdown.get(node, 1.0)
+        replicas.append(
+            ProcessSpec(
+                role=REPLICA,
+                name=name,
+                node=node,
+                port=ports[i],
+                argv=replica_argv(spec, name, ports[i], python, slowdown=factor),
+                env=thread_env(spec.cpu_millicores),
+                cpu_millicores=spec.cpu_millicores,
+                memory_bytes=spec.memory_bytes,
+                slowdown=factor,
+            )
         )
-        for i, name in enumerate(replica_names(spec.model.name, spec.replicas))
-    ]
     balancer = ProcessSpec(
         role=BALANCER,
         name=f"{spec.model.name}-balancer",
@@ -181,7 +218,9 @@ def command_summary(argv: Sequence[str]) -> str:
     return re.sub(r"(--port |127\.0\.0\.1:)0\b", r"\1<auto>", text)
 
 
-PLAN_COLUMNS = ["kind", "name", "node", "port", "command", "cpu", "memory", "usd_per_hour"]
+PLAN_COLUMNS = [
+    "kind", "name", "node", "slowdown", "port", "command", "cpu", "memory", "usd_per_hour",
+]  # fmt: skip
 
 
 def plan_frame(spec: DeploymentSpec, processes: Sequence[ProcessSpec]) -> pd.DataFrame:
@@ -193,6 +232,7 @@ def plan_frame(spec: DeploymentSpec, processes: Sequence[ProcessSpec]) -> pd.Dat
                 "kind": process.role,
                 "name": process.name,
                 "node": process.node,
+                "slowdown": process.slowdown,
                 "port": "auto" if process.port == 0 else process.port,
                 "command": command_summary(process.argv),
                 "cpu": spec.cpu if is_replica else None,

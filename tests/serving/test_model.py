@@ -7,7 +7,7 @@ import pytest
 from mltoolkit.serving.model import ModelLoadError, PredictError, ServedModel, load_model
 from mltoolkit.serving.testing import PickyModel
 
-from .models import RowCount, TooFew
+from .models import CountsCalls, RefusesZeros, RowCount, TooFew
 
 
 def test_loads_the_digits_model_and_describes_it(digits_path, digits_model):
@@ -66,3 +66,15 @@ def test_a_wrong_number_of_predictions_is_an_error():
     served = ServedModel(name="m", model=TooFew(), version="v")
     with pytest.raises(PredictError, match="returned 2 predictions for 3 rows"):
         served.predict(np.zeros((3, 2)))
+
+
+def test_the_model_is_warmed_up_with_one_zero_row_before_serving(save_model):
+    # the first predict of a fresh scikit-learn model is ~40x slower than the next ones; the
+    # loader pays it before the replica reports ready
+    served = load_model(save_model(CountsCalls(), "counts"), "m")
+    assert served.model.calls == [(1, 3)]
+
+
+def test_a_model_that_refuses_the_warm_up_row_still_loads_and_serves(save_model):
+    served = load_model(save_model(RefusesZeros(), "picky"), "m")
+    assert served.predict(np.array([[1.0, 2.0]])).tolist() == [1.0]

@@ -1,0 +1,291 @@
+"""What a balancer costs: added latency and maximum throughput of mltoolkit's balancer against
+nginx and HAProxy (round robin and least connections), and against calling a replica directly.
+
+    .venv/bin/python benchmarks/balancer.py                    # 3 rounds of 10 s per cell (~8 min)
+    .venv/bin/python benchmarks/balancer.py --quick            # 1 round of 2 s: a smoke test
+    .venv/bin/python benchmarks/balancer.py --upstream model   # in front of 2 of our model servers
+
+Each balancer runs as one process with one thread, pinned to core 1; wrk and the replicas share
+core 0. By default the replicas are a trivial fast upstream (one nginx process answering a fixed
+prediction on 4 ports), so what a balancer adds is its own cost; ``--upstream model`` puts real
+model servers (mltoolkit.serving, batching on) behind it instead. Every request is the 1-row
+``POST /predict`` body. Per round, each system in turn (alternating order): start it, check that
+answers through it are the replicas' answers, warm up, then wrk with 1 connection (added latency,
+against ``direct`` in the same round) and 64 connections (maximum throughput), then stop it.
+Medians over rounds with [min-max]; raw runs go to benchmarks/results/balancer-*-runs.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from peers.balancer_report import balancer_cells, balancer_table  # noqa: E402
+from peers.output import log, machine_line, one_line, write_runs_csv  # noqa: E402
+from peers.processes import (  # noqa: E402
+    ServerFailed,
+    ServerProcess,
+    free_port,
+    free_ports,
+    http_request,
+    pinned,
+    raise_keyboard_interrupt_on_sigterm,
+)
+from peers.proxies import (  # noqa: E402
+    DIRECT,
+    Balancer,
+    balancer_command,
+    select_balancers,
+    upstream_config,
+)
+from peers.results import Cell, Results  # noqa: E402
+from peers.servers import BLAS_ENV, MODEL_NAME, request_body  # noqa: E402
+from peers.wrk import WrkError, run_wrk  # noqa: E402
+
+RESULTS_DIR = HERE / "results"
+READY_PATH = "/v2/health/ready"
+PREDICT_PATH = "/predict"
+
+
+@dataclass(frozen=True)
+class Settings:
+    repetitions: int = 3
+    duration_s: int = 10
+    warmup_s: int = 2
+    connections: tuple[int, ...] = (1, 64)
+    upstream: str = "static"
+    replicas: int = 4
+    balancer_cpu: int = 1
+    load_cpu: int = 0
+    only: tuple[str, ...] = ()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s per cell: a smoke test")
+    parser.add_argument("--repetitions", type=int, help="rounds (default 3)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 10)")
+    parser.add_argument("--upstream", choices=("static", "model"), default="static",
+                        help="static: a trivial fast nginx upstream (default); model: our model servers")
+    parser.add_argument("--replicas", type=int,
+                        help="replicas behind the balancer (default 4 static, 2 model)")
+    parser.add_argument("--only", nargs="+", default=[],
+                        help="balancers whose name contains any of these words (direct always runs)")
+    args = parser.parse_args(argv)  # fmt: skip
+    base = Settings(repetitions=1, duration_s=2, warmup_s=1) if args.quick else Settings()
+    settings = Settings(
+        repetitions=base.repetitions if args.repetitions is None else args.repetitions,
+        duration_s=base.duration_s if args.duration is None else args.duration,
+        warmup_s=base.warmup_s,
+        upstream=args.upstream,
+        replicas=(4 if args.upstream == "static" else 2) if args.replicas is None else args.replicas,
+        only=tuple(args.only),
+    )
+    for name, value, low, high in (("--repetitions", settings.repetitions, 1, 100),
+                                   ("--duration", settings.duration_s, 1, 3600),
+                                   ("--replicas", settings.replicas, 1, 16)):  # fmt: skip
+        if not low <= value <= high:
+            parser.error(f"{name} must be from {low} to {high}; got {value}")
+    try:
+        select_balancers(settings.only)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return settings
+
+
+class Upstreams:
+    """The replicas every system talks to, started once for the whole run on the load core."""
+
+    def __init__(self, settings: Settings, rundir: Path) -> None:
+        self.processes: list[ServerProcess] = []
+        self.rundir = rundir
+        self.body_file = rundir / "predict-1.json"
+        self.settings = settings
+
+    def start(self) -> dict[str, str]:
+        """Start the replicas; their URLs by name."""
+        from sklearn.datasets import load_digits
+
+        X, _ = load_digits(return_X_y=True)
+        self.body_file.write_text(json.dumps(request_body("predict", X[:1])))
+        names = [f"r{i}" for i in range(self.settings.replicas)]
+        ports = dict(zip(names, free_ports(len(names))))
+        cpu = self.settings.load_cpu
+        if self.settings.upstream == "static":
+            config = self.rundir / "upstream.conf"
+            config.write_text(upstream_config(ports, str(self.rundir)))
+            command = pinned(["nginx", "-p", str(self.rundir), "-c", str(config)], cpu)
+            self.processes.append(ServerProcess("upstream nginx", command, self.rundir / "upstream.log"))
+        else:
+            import joblib
+            from mltoolkit.quickstart import train_digits
+
+            model_path = self.rundir / "digits.joblib"
+            joblib.dump(train_digits()[0], model_path)
+            for name, port in ports.items():
+                command = [sys.executable, "-m", "mltoolkit.serving", "--model-path", str(model_path),
+                           "--model-name", MODEL_NAME, "--port", str(port), "--replica-id", name]  # fmt: skip
+                self.processes.append(ServerProcess(
+                    f"replica {name}", pinned(command, cpu), self.rundir / f"{name}.log",
+                    env={**os.environ, **BLAS_ENV},
+                ))  # fmt: skip
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        for i, url in enumerate(urls.values()):
+            owner = self.processes[0] if self.settings.upstream == "static" else self.processes[i]
+            owner.wait_ready(url + READY_PATH)
+        return urls
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+def check_answers(url: str, direct_url: str, body: bytes, replicas: int) -> set[str]:
+    """Requests through the system are answered as the replica answers; the replicas seen."""
+    expected = http_request(direct_url + PREDICT_PATH, body)
+    if expected.status != 200:
+        raise ServerFailed(f"the replica itself answered {expected.status}: {expected.body[:300]!r}")
+    seen = set()
+    for _ in range(2 * replicas):
+        answer = http_request(url + PREDICT_PATH, body)
+        if answer.status != 200 or answer.body != expected.body:
+            raise ServerFailed(f"through the balancer: {answer.status} {answer.body[:300]!r}; "
+                               f"the replica answers {expected.body[:300]!r}")
+        seen.add(answer.headers.get("x-replica", "?"))
+    return seen
+
+
+def measure(label: str, url: str, repetition: int, settings: Settings, body_file: Path,
+            results: Results) -> None:
+    if settings.warmup_s > 0:
+        run_wrk(url, max(settings.connections), settings.warmup_s, body_file=body_file,
+                cpu=settings.load_cpu)  # fmt: skip
+    for conns in settings.connections:
+        result = run_wrk(url, conns, settings.duration_s, body_file=body_file, cpu=settings.load_cpu)
+        results.add(Cell(label, 1, conns), repetition, result)
+        log(f"  {label}, {conns} conns: {result.requests_per_s:.0f} req/s, "
+            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}")
+
+
+def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], settings: Settings,
+               rundir: Path, body_file: Path, results: Results) -> None:
+    """Start ``balancer`` (not for ``direct``), check it, measure it, stop it (always)."""
+    direct_url = next(iter(replicas.values()))
+    log(f"round {repetition + 1}: {balancer.label}")
+    if balancer == DIRECT:
+        measure(balancer.label, direct_url + PREDICT_PATH, repetition, settings, body_file, results)
+        return
+    port = free_port()
+    command = pinned(balancer_command(balancer, port, replicas, rundir), settings.balancer_cpu)
+    url = f"http://127.0.0.1:{port}"
+    log_path = rundir / f"{balancer.kind}-{balancer.method}.log"
+    with ServerProcess(balancer.label, command, log_path, cwd=rundir) as process:
+        process.wait_ready(url + READY_PATH)
+        seen = check_answers(url, direct_url, body_file.read_bytes(), len(replicas))
+        log(f"  answers correct; replicas seen in {2 * len(replicas)} requests: {sorted(seen)}")
+        measure(balancer.label, url + PREDICT_PATH, repetition, settings, body_file, results)
+        if process.process is not None and process.process.poll() is not None:
+            raise ServerFailed(f"{balancer.label} exited during the measurements:\n{process.log_tail()}")
+
+
+def available(balancers: Sequence[Balancer], results: Results) -> list[Balancer]:
+    """The balancers whose program is installed; a note for each missing one."""
+    runnable = []
+    for balancer in balancers:
+        if balancer.kind in ("nginx", "haproxy") and shutil.which(balancer.kind) is None:
+            results.note(balancer.label, f"not run: {balancer.kind} is not installed "
+                                         f"(apt-get install -y {balancer.kind})")
+        else:
+            runnable.append(balancer)
+    return runnable
+
+
+def report(results: Results, balancers: Sequence[Balancer], settings: Settings, started: str,
+           finished: str) -> str:
+    upstream = (
+        f"{settings.replicas} replicas of a trivial fast upstream (one nginx process, a fixed answer)"
+        if settings.upstream == "static"
+        else f"{settings.replicas} mltoolkit model servers (batching on)"
+    )
+    lines = [
+        f"Balancer benchmark: {settings.repetitions} round(s) of {settings.duration_s} s per cell "
+        f"after a {settings.warmup_s} s warm-up; in front of {upstream}",
+        f"balancer on core {settings.balancer_cpu}; wrk (1 thread) and the replicas on core "
+        f"{settings.load_cpu}; 1-row POST /predict",
+        f"machine at start: {started}; at end: {finished}",
+        "req/s, p50, p99 (wrk, closed loop): median [min-max] over rounds; 'added' latency and "
+        "'x direct' are paired with calling one replica directly in the same round",
+        "",
+        balancer_table(results, balancer_cells(balancers, settings.connections)),
+    ]
+    if settings.upstream == "static":
+        lines += ["", "At 64 connections 'direct' is the ceiling of wrk and the upstream sharing "
+                      "core 0; a balancer near it is limited by them, not by itself."]
+    if results.notes:
+        lines += ["", "Notes:"]
+        for label, messages in results.notes.items():
+            lines += [f"  {label}: {message}" for message in messages]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if settings.upstream == "static" and shutil.which("nginx") is None:
+        missing.append("nginx")
+    if missing:
+        sys.exit(f"needs {', '.join(missing)} (apt-get install -y wrk util-linux nginx)")
+    raise_keyboard_interrupt_on_sigterm()
+    results = Results()
+    balancers = select_balancers(settings.only)
+    runnable = available(balancers, results)
+    started = machine_line()
+    log(f"machine: {started}")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    interrupted = False
+    with tempfile.TemporaryDirectory(prefix="balancer-bench-") as tmp:
+        rundir = Path(tmp)
+        upstreams = Upstreams(settings, rundir)
+        try:
+            replicas = upstreams.start()
+            for repetition in range(settings.repetitions):
+                order = runnable if repetition % 2 == 0 else list(reversed(runnable))
+                for balancer in order:
+                    try:
+                        run_system(balancer, repetition, replicas, settings, rundir,
+                                   upstreams.body_file, results)  # fmt: skip
+                    except (ServerFailed, WrkError, subprocess.SubprocessError) as exc:
+                        log(f"{balancer.label} failed: {exc}")
+                        results.note(balancer.label, f"round {repetition + 1}: {one_line(exc)}")
+        except KeyboardInterrupt:
+            interrupted = True
+            log("interrupted: every process started has been stopped; partial results follow")
+        except ServerFailed as exc:
+            log(f"the replicas did not start: {exc}")
+            results.note("replicas", f"did not start: {one_line(exc)}")
+        finally:
+            upstreams.stop()
+    text = report(results, balancers, settings, started, machine_line())
+    print(text)
+    if results.runs:
+        csv_path = RESULTS_DIR / f"balancer-{stamp}-runs.csv"
+        write_runs_csv(results, csv_path)
+        (RESULTS_DIR / f"balancer-{stamp}.txt").write_text(text + "\n")
+        log(f"raw runs: {csv_path}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

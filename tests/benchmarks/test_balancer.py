@@ -1,0 +1,27 @@
+"""benchmarks/balancer.py: its options (nothing started)."""
+
+import pytest
+
+from .conftest import load_script
+
+balancer = load_script("balancer")
+
+
+def test_defaults_measure_added_latency_at_one_connection_and_throughput_at_64():
+    settings = balancer.parse_args([])
+    assert settings.connections == (1, 64) and settings.repetitions == 3
+    assert (settings.upstream, settings.replicas) == ("static", 4)
+    assert (settings.balancer_cpu, settings.load_cpu) == (1, 0)
+    assert balancer.parse_args(["--upstream", "model"]).replicas == 2
+    assert balancer.parse_args(["--quick"]).duration_s == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--replicas", "0"], "--replicas must be from 1 to 16; got 0"),
+    (["--upstream", "triton"], "invalid choice: 'triton'"),
+    (["--only", "traefik"], "matches no balancer"),
+])  # fmt: skip
+def test_bad_options_stop_before_anything_starts(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        balancer.parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
