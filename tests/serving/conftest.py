@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -11,6 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mltoolkit.serving import ServerConfig, create_app
 from mltoolkit.spec import BatchingSpec
+
+from .process import ServerProcess, start_server
 
 
 @pytest.fixture
@@ -65,3 +68,18 @@ async def serve() -> AsyncIterator[Callable[[ServerConfig], Awaitable[TestClient
     yield start
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+def servers():
+    """``servers(*args)`` → a started ServerProcess; every one is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = start_server(*args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL if server.process.poll() is None else signal.SIGTERM)

@@ -7,29 +7,14 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
 
 from mltoolkit.serving.testing import SleepyModel
 
-from .process import ServerProcess, start_server
 
 SAFETY_S = 60
 
 
-@pytest.fixture
-def servers():
-    """``servers(*args)`` → a started ServerProcess; every one is stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def start(*args: str) -> ServerProcess:
-        server = start_server(*args)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL if server.process.poll() is None else signal.SIGTERM)
 
 
 def call(url: str, payload=None, method: str | None = None, raw: bytes | None = None):

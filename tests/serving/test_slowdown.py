@@ -4,7 +4,6 @@ After each predict call that took t seconds the replica sleeps (FACTOR - 1) * t 
 so it serves fewer requests per second, like a replica on a slower CPU.
 """
 
-import signal
 import threading
 
 import numpy as np
@@ -20,7 +19,6 @@ from mltoolkit.serving.config import ServerConfig, config_from_args
 from mltoolkit.serving.testing import SleepyModel
 from mltoolkit.spec import BatchingSpec
 
-from .process import ServerProcess, start_server
 
 SAFETY_S = 60
 
@@ -125,18 +123,6 @@ def test_the_batcher_rejects_a_speedup():
 # -- real servers under the same closed-loop load -----------------------------------------------
 
 
-@pytest.fixture
-def servers():
-    started: list[ServerProcess] = []
-
-    def start(*args: str) -> ServerProcess:
-        server = start_server(*args)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL if server.process.poll() is None else signal.SIGTERM)
 
 
 @pytest.mark.slow
