@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from peers.balancer_report import balancer_cells, balancer_table  # noqa: E402
-from peers.output import log, machine_line, one_line, write_runs_csv  # noqa: E402
+from peers.output import log, machine_line, one_line, save_results  # noqa: E402
 from peers.processes import (  # noqa: E402
     ServerFailed,
     ServerProcess,
@@ -280,9 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(results, balancers, settings, started, machine_line())
     print(text)
     if results.runs:
-        csv_path = RESULTS_DIR / f"balancer-{stamp}-runs.csv"
-        write_runs_csv(results, csv_path)
-        (RESULTS_DIR / f"balancer-{stamp}.txt").write_text(text + "\n")
+        csv_path = save_results(results, text, RESULTS_DIR, f"balancer-{stamp}")
         log(f"raw runs: {csv_path}")
     return 130 if interrupted else 0
 

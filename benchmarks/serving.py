@@ -43,7 +43,7 @@ from peers.processes import (  # noqa: E402
     post_json,
     raise_keyboard_interrupt_on_sigterm,
 )
-from peers.output import log, machine_line, one_line, write_runs_csv  # noqa: E402
+from peers.output import log, machine_line, one_line, save_results  # noqa: E402
 from peers.results import Cell, Results  # noqa: E402
 from peers.servers import (  # noqa: E402
     NOOP,
@@ -261,9 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(results, kinds, settings, started, machine_line())
     print(text)
     if results.runs:
-        csv_path = RESULTS_DIR / f"serving-{stamp}-runs.csv"
-        write_runs_csv(results, csv_path)
-        (RESULTS_DIR / f"serving-{stamp}.txt").write_text(text + "\n")
+        csv_path = save_results(results, text, RESULTS_DIR, f"serving-{stamp}")
         log(f"raw runs: {csv_path}")
     return 130 if interrupted else 0
 

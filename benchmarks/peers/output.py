@@ -44,3 +44,11 @@ def write_runs_csv(results: Results, path: Path) -> None:
                     repetition + 1, r.requests, f"{r.duration_s:.3f}", f"{r.requests_per_s:.1f}",
                     r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.status_errors, r.socket_errors,
                 ])  # fmt: skip
+
+
+def save_results(results: Results, text: str, directory: Path, prefix: str) -> Path:
+    """The table as ``PREFIX.txt`` and every run as ``PREFIX-runs.csv`` in ``directory``."""
+    csv_path = directory / f"{prefix}-runs.csv"
+    write_runs_csv(results, csv_path)
+    (directory / f"{prefix}.txt").write_text(text + "\n")
+    return csv_path

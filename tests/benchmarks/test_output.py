@@ -2,7 +2,7 @@
 
 import csv
 
-from peers.output import CSV_COLUMNS, one_line, write_runs_csv
+from peers.output import CSV_COLUMNS, one_line, save_results, write_runs_csv
 from peers.results import Cell, Results
 
 
@@ -24,3 +24,12 @@ def test_every_run_is_one_csv_line(tmp_path, make_result):
     assert [(r["label"], r["rows"], r["repetition"], r["requests_per_s"]) for r in rows] == [
         ("no-op", "", "1", "9000.0"), ("ours", "1", "1", "5000.0"), ("ours", "1", "2", "6000.0"),
     ]  # fmt: skip
+
+
+def test_saved_results_are_the_table_and_the_runs(tmp_path, make_result):
+    results = Results()
+    results.add(Cell("ours", 1, 32), 0, make_result(rps=5000))
+    csv_path = save_results(results, "the table", tmp_path / "results", "serving-1")
+    assert csv_path == tmp_path / "results" / "serving-1-runs.csv"
+    assert (tmp_path / "results" / "serving-1.txt").read_text() == "the table\n"
+    assert len(list(csv.DictReader(csv_path.open()))) == 1

@@ -3,10 +3,11 @@
 import os
 import signal
 import sys
-import time
 
 import psutil
 import pytest
+
+from tests.waiting import wait_for  # noqa: F401 - re-exported to the local tests
 
 SLEEPER = "import time; print('ready', flush=True); time.sleep(120)"
 
@@ -15,15 +16,6 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def wait_for(condition, timeout_s=20.0, interval_s=0.05):
-    """Poll until ``condition()`` is truthy; the timeout is a safety net, not a measurement."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s: {condition}")
 
 
 def running(pid: int) -> bool:
@@ -67,3 +59,7 @@ def reaper():
             pass
     wait_for(lambda: not any(running(pid) for pid in pids))
 
+
+@pytest.fixture
+def home(_isolated_home):
+    return _isolated_home

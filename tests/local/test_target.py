@@ -31,11 +31,6 @@ REPLICA_COLUMNS = [
 
 
 @pytest.fixture
-def home(_isolated_home):
-    return _isolated_home
-
-
-@pytest.fixture
 def spec(digits_model):
     model, _, _ = digits_model
     # least_request spreads even light load over every replica (ties go in turn), which the

@@ -18,11 +18,6 @@ from tests.local.conftest import processes_of
 
 
 @pytest.fixture
-def home(_isolated_home):
-    return _isolated_home
-
-
-@pytest.fixture
 def digits_spec(digits_model):
     model, _, _ = digits_model
     return DeploymentSpec(model=ModelSpec.from_object(model, name="digits"), replicas=4)

@@ -4,7 +4,6 @@ read back the latency, utilization and balance the panel shows."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -13,21 +12,14 @@ from mltoolkit.errors import SpecError
 from mltoolkit.local import LocalTargetError
 from mltoolkit.widgets import MonitorPanel
 
+from tests.waiting import wait_for
+
 from .fakes import FakeLocalTarget
 from .html_tables import records, text
 
 TIMEOUT = 60
 
 
-def wait_for(condition, timeout_s=TIMEOUT, interval_s=0.02):
-    """Poll until ``condition()`` is truthy; the timeout is a safety net, not a measurement."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 @pytest.fixture
