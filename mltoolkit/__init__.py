@@ -3,52 +3,50 @@
 describe (``DeploymentSpec``, ``ClusterSpec``) → ``target.plan`` → ``target.up`` → use
 (``target.endpoint.predict``) → measure (``load_test``, ``target.utilization``) → ``target.down``,
 with the same calls on ``LocalTarget`` and ``GKETarget``.
+
+Public names are imported on first use: the replica and balancer processes start with
+``python -m mltoolkit.serving`` / ``mltoolkit.balancer``, which import this package, and must not
+pay for pandas, matplotlib and ipywidgets they never use.
 """
 
-from mltoolkit.endpoint import Endpoint, EndpointError
-from mltoolkit.errors import MltoolkitError, SpecError
-from mltoolkit.gcp.target import GKETarget
-from mltoolkit.local import LocalTarget, LocalTargetError
-from mltoolkit.observe import (
-    balance,
-    load_test,
-    plot_latency,
-    plot_utilization,
-    summarize,
-)
-from mltoolkit.spec import (
-    BalancerSpec,
-    BatchingSpec,
-    ClusterSpec,
-    DeploymentSpec,
-    ModelSpec,
-    NodePoolSpec,
-    original_sketch_deployment,
-)
-from mltoolkit.stack.errors import StackError
-from mltoolkit.widgets import MonitorPanel, ProvisionPanel
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BalancerSpec",
-    "BatchingSpec",
-    "ClusterSpec",
-    "DeploymentSpec",
-    "Endpoint",
-    "EndpointError",
-    "GKETarget",
-    "LocalTarget",
-    "LocalTargetError",
-    "MltoolkitError",
-    "ModelSpec",
-    "MonitorPanel",
-    "NodePoolSpec",
-    "ProvisionPanel",
-    "SpecError",
-    "StackError",
-    "balance",
-    "load_test",
-    "original_sketch_deployment",
-    "plot_latency",
-    "plot_utilization",
-    "summarize",
-]
+from mltoolkit.errors import MltoolkitError, SpecError
+
+_LAZY = {
+    "BalancerSpec": "mltoolkit.spec",
+    "BatchingSpec": "mltoolkit.spec",
+    "ClusterSpec": "mltoolkit.spec",
+    "DeploymentSpec": "mltoolkit.spec",
+    "Endpoint": "mltoolkit.endpoint",
+    "EndpointError": "mltoolkit.endpoint",
+    "GKETarget": "mltoolkit.gcp.target",
+    "LocalTarget": "mltoolkit.local",
+    "LocalTargetError": "mltoolkit.local",
+    "ModelSpec": "mltoolkit.spec",
+    "MonitorPanel": "mltoolkit.widgets",
+    "NodePoolSpec": "mltoolkit.spec",
+    "ProvisionPanel": "mltoolkit.widgets",
+    "StackError": "mltoolkit.stack.errors",
+    "balance": "mltoolkit.observe",
+    "load_test": "mltoolkit.observe",
+    "original_sketch_deployment": "mltoolkit.spec",
+    "plot_latency": "mltoolkit.observe",
+    "plot_utilization": "mltoolkit.observe",
+    "summarize": "mltoolkit.observe",
+}
+
+__all__ = sorted([*_LAZY, "MltoolkitError", "SpecError"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mltoolkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
