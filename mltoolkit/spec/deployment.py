@@ -115,8 +115,7 @@ class ModelSpec:
         check_dns_label("ModelSpec.name", name)
         if not callable(getattr(model, "predict", None)):
             raise SpecError("ModelSpec.model", type(model).__name__, "an object with a predict method")
-        import joblib
-
+        # one serialization serves as the content hash and as the file (joblib.load reads pickles)
         payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         digest = hashlib.sha256(payload).hexdigest()[:16]
         target_dir = Path(directory) if directory is not None else default_model_dir()
@@ -124,7 +123,7 @@ class ModelSpec:
         path = target_dir / f"{name}-{digest}.joblib"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
-            joblib.dump(model, tmp)
+            tmp.write_bytes(payload)
             tmp.replace(path)
         n_features = getattr(model, "n_features_in_", None)
         kwargs.setdefault("n_features", int(n_features) if n_features is not None else None)
