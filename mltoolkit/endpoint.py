@@ -21,6 +21,7 @@ REPLICA_HEADER = "X-Replica"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # a local endpoint must never go through an HTTP proxy the user set for the internet
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_PROXIED = urllib.request.build_opener()
 
 
 class EndpointError(MltoolkitError):
@@ -55,7 +56,7 @@ class Endpoint:
         )
         try:
             host = urllib.parse.urlsplit(self.url).netloc.rsplit(":", 1)[0]
-            opener = _DIRECT if host in _LOOPBACK_HOSTS else urllib.request.build_opener()
+            opener = _DIRECT if host in _LOOPBACK_HOSTS else _PROXIED
             with opener.open(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"null"), dict(response.headers)
         except urllib.error.HTTPError as exc:
