@@ -1,8 +1,9 @@
 """Active health checks: one probe of a replica's readiness, and what its outcome means.
 
-``probe`` is the only side effect (one ``GET /v2/health/ready``); ``apply_probe`` is the pure
-rule: a refused connection takes the replica out of rotation at once, other failures (non-200
-answers, timeouts, dropped connections) after ``unhealthy_after`` in a row, and one passing probe
+``probe`` is the only side effect (one ``GET /v2/health/ready``; only a 200 from that route
+itself is ready, redirects are not followed); ``apply_probe`` is the pure rule: a refused
+connection takes the replica out of rotation at once, other failures (non-200 answers,
+timeouts, dropped connections) after ``unhealthy_after`` in a row, and one passing probe
 puts it back. A probe that merely timed out does not count against a replica that answered
 proxied requests since the previous probe: it is busy, not gone (on a loaded machine a busy
 server can be slow to answer its health route), and taking it out would only shift its load.
@@ -56,7 +57,9 @@ async def probe(session: aiohttp.ClientSession, base_url: str, timeout_s: float)
     """One readiness probe of the replica at ``base_url``."""
     try:
         async with session.get(
-            base_url + READY_PATH, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            base_url + READY_PATH,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,  # a moved route is a failure, not a pass on another page
         ) as response:
             await response.read()
             return ProbeOutcome.READY if response.status == 200 else ProbeOutcome.FAILED

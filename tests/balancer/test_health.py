@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from mltoolkit.balancer.health import ProbeOutcome, apply_probe, mark_unreachable, probe
+from mltoolkit.balancer.health import (
+    READY_PATH,
+    ProbeOutcome,
+    apply_probe,
+    mark_unreachable,
+    probe,
+)
 from mltoolkit.balancer.policies import ReplicaState
 
 from .fakes import free_port
@@ -105,3 +112,60 @@ async def test_probe_outcomes_against_real_servers(replicas, closing_server):
         assert closing_server.connections >= 1
         # Never answers: the probe's own timeout ends it.
         assert await probe(session, hung.url, timeout_s=0.2) is TIMEOUT
+
+
+@pytest.fixture
+async def health_route():
+    """A server whose readiness route answers a chosen status; every other path answers 200.
+
+    A 3xx points (``Location``) at ``/elsewhere``, which answers 200 ``ready``: following it
+    would turn a moved or wrong health route into a pass.
+    """
+    answer = {"status": 200}
+
+    async def ready(request: web.Request) -> web.Response:
+        status = answer["status"]
+        headers = {"Location": "/elsewhere"} if 300 <= status < 400 else {}
+        body = None if status in (204, 304) else "ready?"
+        return web.Response(status=status, text=body, headers=headers)
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        return web.Response(status=200, text="ready")
+
+    app = web.Application()
+    app.router.add_get(READY_PATH, ready)
+    app.router.add_get("/elsewhere", elsewhere)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+
+    def answering(status: int) -> str:
+        answer["status"] = status
+        return f"http://{host}:{port}"
+
+    yield answering
+    await runner.cleanup()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "status, outcome",
+    [
+        (200, READY),
+        # Only 200 is the replica saying "ready": any other answer keeps it out of rotation.
+        (201, FAILED),
+        (204, FAILED),  # no body: not the server's readiness document
+        (301, FAILED),  # a moved route is not followed to a page that answers 200
+        (302, FAILED),
+        (307, FAILED),
+        (404, FAILED),  # wrong path, or a server that never registered the route
+        (429, FAILED),
+        (500, FAILED),
+        (503, FAILED),  # model not loaded (yet)
+    ],
+)
+async def test_probe_outcome_for_each_class_of_status(health_route, status, outcome):
+    async with aiohttp.ClientSession() as session:
+        assert await probe(session, health_route(status), timeout_s=5) is outcome
