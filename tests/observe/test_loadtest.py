@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 from mltoolkit.endpoint import Endpoint, EndpointError
 from mltoolkit.errors import SpecError
 from mltoolkit.observe.loadtest import COLUMNS, load_test
+from mltoolkit.observe.payload import Payloads
 from mltoolkit.observe.progress import TextProgress
 from mltoolkit.observe.summary import summarize
 
@@ -83,6 +85,37 @@ def test_latency_is_measured_from_the_scheduled_time_not_the_send(fake_server):
     assert server.max_in_flight == 1
     assert df["latency_s"].max() >= 0.5
     assert (df["latency_s"].nlargest(5) >= 0.3).all()  # 16·0.05 - 0.475 = 0.325
+
+
+def test_latency_includes_the_time_the_generator_itself_fell_behind(fake_server, monkeypatch):
+    # The generator stalls: building the first body blocks its event loop for 0.3 s, so every
+    # request scheduled during the stall leaves only after it. A fast server answers in ms, so
+    # latency from the actual send would be tiny; from the schedule, request i (scheduled at
+    # i/rate) cannot be answered before the stall ends, >= 0.3 s after the start:
+    # latency_i >= 0.3 - i/rate, exactly, however fast or slow the machine.
+    stall_s, rate = 0.3, 100
+    build = Payloads.body
+    stalled = []
+
+    def slow_first_build(self, index):
+        if not stalled:
+            stalled.append(index)
+            time.sleep(stall_s)  # blocks the load generator's event loop, as a stalled client would
+        return build(self, index)
+
+    monkeypatch.setattr(Payloads, "body", slow_first_build)
+    server = fake_server()
+    df = load_test(server.endpoint(), rate=rate, duration=0.6, timeout_s=20)
+
+    assert stalled == [0]
+    # nothing dropped: what was due during the stall was sent after it, at its scheduled time
+    assert len(df) == 60 and (df["status"] == 200).all()
+    np.testing.assert_allclose(df["scheduled_s"], np.arange(60) / rate, atol=1e-9)
+    during = df[df["scheduled_s"] < stall_s]
+    assert len(during) == 30
+    assert (during["latency_s"] >= stall_s - during["scheduled_s"]).all()
+    # the first request waited the whole stall
+    assert df["latency_s"].iloc[0] >= stall_s
 
 
 def test_closed_loop_never_has_more_than_concurrency_in_flight(fake_server):
