@@ -1,6 +1,7 @@
 import asyncio
 from collections import Counter
 
+import pandas as pd
 import pytest
 
 from mltoolkit import SpecError
@@ -103,12 +104,21 @@ def test_two_plans_in_one_process_differ_as_their_specs(sketch_plan, deployment)
     assert set(diff.loc[diff["change"] == "added", "name"]) >= {"digits-ingress", "other-cluster"}
 
 
-def test_plan_runs_inside_a_running_event_loop(deployment):
+def test_plan_runs_inside_a_running_event_loop(sketch_plan, model):
+    # As in a Jupyter cell: an event loop is already running when plan() runs the program.
     async def cell():
-        return plan(make_cluster(), deployment)
+        assert asyncio.get_running_loop().is_running()
+        cluster = ClusterSpec.original_sketch(project=PROJECT, allowed_cidrs=[ALLOWED])
+        return plan(cluster, original_sketch_deployment(model), labels={"owner": "alice"})
 
     result = asyncio.run(cell())
-    assert isinstance(result, Plan) and result.cost_per_hour > 0
+    assert isinstance(result, Plan)
+    # The same plan as outside a loop: every resource and setting, every cost line, every output.
+    pd.testing.assert_frame_equal(result.resources, sketch_plan.resources)
+    pd.testing.assert_frame_equal(result.costs, sketch_plan.costs)
+    assert Counter(result.resources["type"]) == SKETCH_TYPES
+    assert result.outputs == sketch_plan.outputs and result.outputs["cluster_name"] == "mltoolkit"
+    assert result.cost_per_hour == sketch_plan.cost_per_hour
 
 
 def test_unexposed_plan_says_so(deployment):

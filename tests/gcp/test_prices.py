@@ -5,14 +5,70 @@ import pytest
 from mltoolkit.gcp import catalog, prices
 
 
-def test_every_listed_machine_type_and_gpu_has_a_price():
+# Google's spot VMs and GPUs are 60-91 % below on-demand: spot is 9-40 % of the on-demand price.
+SPOT_SHARE = (0.09, 0.40 + 1e-9)
+
+
+def test_every_listed_machine_type_is_priced_by_its_family_rates_and_spot_is_cheaper():
     for machine in catalog.MACHINE_TYPES.values():
+        on_demand = prices.machine_hourly(machine.name, machine.vcpus, machine.memory_gb, spot=False)
+        spot = prices.machine_hourly(machine.name, machine.vcpus, machine.memory_gb, spot=True)
+        if machine.name in prices.MACHINE_HOURLY_OVERRIDES:
+            assert (on_demand, spot) == prices.MACHINE_HOURLY_OVERRIDES[machine.name]
+        else:
+            rates = prices.MACHINE_FAMILY_RATES[machine.family]
+            assert on_demand == pytest.approx(machine.vcpus * rates.vcpu + machine.memory_gb * rates.memory_gb)
+            assert spot == pytest.approx(machine.vcpus * rates.spot_vcpu + machine.memory_gb * rates.spot_memory_gb)
+        assert SPOT_SHARE[0] * on_demand <= spot <= SPOT_SHARE[1] * on_demand, machine.name
+
+
+@pytest.mark.parametrize(
+    "machine_type, usd_per_hour",
+    [
+        # Google's list prices for us-central1 (2024-07), one per family: a wrong rate, or vCPUs
+        # and memory swapped, moves them
+        ("e2-medium", 0.033503),
+        ("e2-standard-4", 0.134012),  # 4 × 0.021811 + 16 × 0.002923
+        ("n1-standard-4", 0.189999),  # 4 × 0.031611 + 15 × 0.004237
+        ("n2-standard-8", 0.388472),  # 8 × 0.031611 + 32 × 0.004237
+        ("n2d-standard-2", 0.084492),  # 2 × 0.027502 + 8 × 0.003686
+        ("g2-standard-4", 0.146960),  # 4 × 0.02502 + 16 × 0.00293, its L4 priced apart
+    ],
+)
+def test_on_demand_list_prices(machine_type, usd_per_hour):
+    machine = catalog.MACHINE_TYPES[machine_type]
+    assert prices.machine_hourly(machine.name, machine.vcpus, machine.memory_gb, spot=False) == pytest.approx(
+        usd_per_hour, abs=1e-6
+    )
+
+
+def test_machine_price_doubles_with_the_machine():
+    # within a shape (e2-standard, n1-highmem, ...), twice the vCPUs and memory cost twice as much
+    pairs = 0
+    for machine in catalog.MACHINE_TYPES.values():
+        shape, _, size = machine.name.rpartition("-")
+        double = catalog.MACHINE_TYPES.get(f"{shape}-{2 * int(size)}") if size.isdigit() else None
+        if double is None or machine.bundled_gpu:
+            continue
+        pairs += 1
         for spot in (False, True):
-            assert prices.machine_hourly(machine.name, machine.vcpus, machine.memory_gb, spot) > 0
+            assert prices.machine_hourly(double.name, double.vcpus, double.memory_gb, spot) == pytest.approx(
+                2 * prices.machine_hourly(machine.name, machine.vcpus, machine.memory_gb, spot)
+            )
+    assert pairs >= 30
+
+
+def test_every_gpu_and_disk_has_its_price():
+    assert set(prices.GPU_HOURLY) == set(catalog.GPU_TYPES)
+    assert prices.gpu_hourly("nvidia-tesla-t4", spot=False) == 0.35
+    assert prices.gpu_hourly("nvidia-tesla-t4", spot=True) == 0.11
     for gpu in catalog.GPU_TYPES:
-        assert prices.gpu_hourly(gpu, spot=True) < prices.gpu_hourly(gpu, spot=False)
-    for disk in catalog.DISK_TYPES:
-        assert prices.DISK_GB_MONTH[disk] > 0
+        on_demand = prices.gpu_hourly(gpu, spot=False)
+        assert SPOT_SHARE[0] * on_demand <= prices.gpu_hourly(gpu, spot=True) <= SPOT_SHARE[1] * on_demand, gpu
+    assert set(prices.DISK_GB_MONTH) == set(catalog.DISK_TYPES)
+    # standard < balanced < SSD, at $0.04, $0.10 and $0.17 per GB-month
+    assert [prices.DISK_GB_MONTH[d] for d in ("pd-standard", "pd-balanced", "pd-ssd")] == [0.04, 0.10, 0.17]
+    assert prices.monthly_to_hourly(73.0) == pytest.approx(0.1)
 
 
 def test_machine_price_is_vcpus_and_memory_at_the_family_rates():
