@@ -30,6 +30,7 @@ _LAZY = {
     "ProvisionPanel": "mltoolkit.widgets",
     "StackError": "mltoolkit.stack.errors",
     "balance": "mltoolkit.observe",
+    "compare_policies": "mltoolkit.observe",
     "load_test": "mltoolkit.observe",
     "original_sketch_deployment": "mltoolkit.spec",
     "plot_latency": "mltoolkit.observe",

@@ -3,7 +3,9 @@
 ``plan_processes`` turns a ``DeploymentSpec`` and a node count into one ``ProcessSpec`` per
 process: the replicas spread round-robin over the nodes, then the balancer in front of them.
 The command lines follow the process contracts in docs/architecture.md. Replicas on a node
-listed in ``node_slowdown`` get the server's ``--slowdown`` (an emulated slower machine).
+listed in ``node_slowdown`` get the server's ``--slowdown`` (an emulated slower machine); with
+``service_ms`` every replica gets ``--service-ms`` (emulated service time, one request at a time:
+mltoolkit/serving/emulation.py), which the slowdown then stretches.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from mltoolkit.errors import SpecError
 from mltoolkit.local.ports import LOOPBACK
-from mltoolkit.serving.config import check_slowdown
+from mltoolkit.serving.config import check_service_ms, check_slowdown
 from mltoolkit.spec import DeploymentSpec
 
 REPLICA = "replica"
@@ -31,7 +33,8 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 class ProcessSpec:
     """One process to run: its role, name, node (a label; None for the balancer), port and argv.
 
-    ``slowdown`` is the emulated slowness of a replica (1 = full speed; None for the balancer).
+    ``slowdown`` is the emulated slowness of a replica (1 = full speed; None for the balancer);
+    ``service_ms`` its emulated service time per request, slowdown included (None when off).
     """
 
     role: str
@@ -43,6 +46,7 @@ class ProcessSpec:
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
     slowdown: float | None = None
+    service_ms: float | None = None
 
     @property
     def url(self) -> str:
@@ -110,6 +114,7 @@ def replica_argv(
     port: int,
     python: str = sys.executable,
     slowdown: float = 1.0,
+    service_ms: float = 0.0,
 ) -> tuple[str, ...]:
     model = spec.model
     argv = [
@@ -130,6 +135,8 @@ def replica_argv(
         argv.append("--no-batching")
     if slowdown != 1.0:
         argv += ["--slowdown", str(float(slowdown))]
+    if service_ms > 0:
+        argv += ["--service-ms", str(float(service_ms))]
     return tuple(argv)
 
 
@@ -164,16 +171,19 @@ def plan_processes(
     ports: Sequence[int] | None = None,
     python: str = sys.executable,
     node_slowdown: Mapping[str, float] | None = None,
+    service_ms: float = 0.0,
 ) -> list[ProcessSpec]:
     """The replicas (round-robin over ``nodes``) and then the balancer.
 
     ``ports`` gives one port per replica and a last one for the balancer; without it every
     port is 0 ("chosen at start"), which is what ``plan()`` shows. ``node_slowdown`` maps node
-    names to the slowdown factor of the replicas placed there (see ``check_node_slowdown``).
+    names to the slowdown factor of the replicas placed there (see ``check_node_slowdown``);
+    ``service_ms`` > 0 gives every replica an emulated service time (``--service-ms``).
     """
     check_runnable_locally(spec)
     check_nodes(nodes)
     slowdown = check_node_slowdown(node_slowdown, nodes)
+    service_ms = check_service_ms("LocalTarget.service_ms", service_ms)
     if ports is None:
         ports = [0] * (spec.replicas + 1)
     if len(ports) != spec.replicas + 1:
@@ -189,11 +199,12 @@ def plan_processes(
                 name=name,
                 node=node,
                 port=ports[i],
-                argv=replica_argv(spec, name, ports[i], python, slowdown=factor),
+                argv=replica_argv(spec, name, ports[i], python, factor, service_ms),
                 env=thread_env(spec.cpu_millicores),
                 cpu_millicores=spec.cpu_millicores,
                 memory_bytes=spec.memory_bytes,
                 slowdown=factor,
+                service_ms=service_ms * factor if service_ms > 0 else None,
             )
         )
     balancer = ProcessSpec(
@@ -219,7 +230,7 @@ def command_summary(argv: Sequence[str]) -> str:
 
 
 PLAN_COLUMNS = [
-    "kind", "name", "node", "slowdown", "port", "command", "cpu", "memory", "usd_per_hour",
+    "kind", "name", "node", "slowdown", "service_ms", "port", "command", "cpu", "memory", "usd_per_hour",
 ]  # fmt: skip
 
 
@@ -233,6 +244,7 @@ def plan_frame(spec: DeploymentSpec, processes: Sequence[ProcessSpec]) -> pd.Dat
                 "name": process.name,
                 "node": process.node,
                 "slowdown": process.slowdown,
+                "service_ms": process.service_ms,
                 "port": "auto" if process.port == 0 else process.port,
                 "command": command_summary(process.argv),
                 "cpu": spec.cpu if is_replica else None,

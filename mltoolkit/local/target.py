@@ -58,6 +58,7 @@ from mltoolkit.local.records import (
     new_deployment_id,
 )
 from mltoolkit.local.supervisor import Restartable, Supervisor
+from mltoolkit.serving.config import check_service_ms
 
 Progress = Callable[[str], None]
 _PORT_CLASH = "address already in use"
@@ -109,6 +110,9 @@ class LocalTarget:
     ``node_slowdown`` (e.g. ``{"node-2": 3.0}``) emulates slower machines for demos and tests of
     balancing: replicas on that node run with the server's ``--slowdown`` factor, staying busy
     (sleeping, not burning CPU) for factor - 1 times each predict call's duration after it.
+    ``service_ms`` (e.g. 20) emulates service time instead: every replica serves one request at
+    a time, holding it ``service_ms x`` its node's slowdown in a sleep, so replicas behave like
+    separate single-core machines however many share this host (mltoolkit/serving/emulation.py).
 
     >>> with LocalTarget(nodes=3) as target:      # doctest: +SKIP
     ...     target.up(spec).predict(X[:3])
@@ -125,9 +129,11 @@ class LocalTarget:
         grace_s: float = DEFAULT_GRACE_S,
         parent_death_signal: bool = True,
         node_slowdown: dict[str, float] | None = None,
+        service_ms: float = 0.0,
     ) -> None:
         self.nodes = check_nodes(nodes)
         self.node_slowdown = check_node_slowdown(node_slowdown, self.nodes)
+        self.service_ms = check_service_ms("LocalTarget.service_ms", service_ms)
         self.ready_timeout_s = _check_positive("LocalTarget.ready_timeout_s", ready_timeout_s)
         if not isinstance(restart, bool):
             raise SpecError("LocalTarget.restart", restart, "True or False")
@@ -152,6 +158,8 @@ class LocalTarget:
             else "down"
         )
         slower = f", node_slowdown={self.node_slowdown}" if self.node_slowdown else ""
+        if self.service_ms:
+            slower += f", service_ms={self.service_ms:g}"
         return f"LocalTarget(nodes={self.nodes}{slower}, {state})"
 
     # ---------------------------------------------------------------- describe / plan
@@ -504,7 +512,9 @@ class LocalTarget:
     # ---------------------------------------------------------------- helpers
 
     def _plan_processes(self, spec: Any, ports: list[int] | None = None) -> list[ProcessSpec]:
-        return plan_processes(spec, self.nodes, ports, node_slowdown=self.node_slowdown)
+        return plan_processes(
+            spec, self.nodes, ports, node_slowdown=self.node_slowdown, service_ms=self.service_ms
+        )
 
     def _restartables(self) -> list[Restartable]:
         with self._lock:

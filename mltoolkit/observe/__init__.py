@@ -9,6 +9,11 @@ from mltoolkit.observe.plots import (
     plot_served_by_replica,
     plot_utilization,
 )
+from mltoolkit.observe.policy_comparison import (
+    PolicyComparison,
+    compare_policies,
+    fleet_capacity_rps,
+)
 from mltoolkit.observe.progress import LoadTestProgress
 from mltoolkit.observe.summary import (
     balance,
@@ -35,11 +40,14 @@ __all__ = [
     "KubeMetricsError",
     "LoadTestProgress",
     "MetricsServerUnavailableError",
+    "PolicyComparison",
     "ProcessRef",
     "ProcessSampler",
     "balance",
     "by_node",
     "coefficient_of_variation",
+    "compare_policies",
+    "fleet_capacity_rps",
     "load_test",
     "node_utilization",
     "plot_cpu_by_node",

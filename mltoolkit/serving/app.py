@@ -31,6 +31,7 @@ from aiohttp import web
 
 from mltoolkit.serving.batching import Batcher
 from mltoolkit.serving.config import ServerConfig
+from mltoolkit.serving.emulation import EmulatedCore, emulated_core
 from mltoolkit.serving.model import PredictError, ServedModel, load_model
 from mltoolkit.serving.protocol import (
     RequestError,
@@ -53,6 +54,8 @@ class ServerState:
     config: ServerConfig
     model: ServedModel
     batcher: Batcher
+    #: the emulated core with ``--service-ms`` (mltoolkit/serving/emulation.py), else None
+    core: EmulatedCore | None = None
     in_flight: int = 0
     served: int = 0
     ready: bool = True
@@ -66,8 +69,10 @@ def create_app(config: ServerConfig, model: ServedModel | None = None) -> web.Ap
     """The aiohttp application for ``config`` (the model is loaded from ``config.model_path``
     unless given)."""
     served = model if model is not None else load_model(config.model_path, config.model_name)
-    batcher = Batcher(served.predict, config.batching, slowdown=config.slowdown)
-    state = ServerState(config=config, model=served, batcher=batcher)
+    core = emulated_core(config.service_ms, config.slowdown)
+    # with an emulated core the slowdown stretches its service time, not the predict calls
+    batcher = Batcher(served.predict, config.batching, slowdown=1.0 if core else config.slowdown)
+    state = ServerState(config=config, model=served, batcher=batcher, core=core)
     app = web.Application(
         client_max_size=config.max_request_bytes, middlewares=[_replica_headers(state)]
     )
@@ -135,6 +140,7 @@ class _Handlers:
         self.state = state
         self.model = state.model
         self.batcher = state.batcher
+        self.core = state.core
 
     async def server_metadata(self, request: web.Request) -> web.Response:
         return _json({"name": SERVER_NAME, "version": _VERSION, "extensions": []})
@@ -182,12 +188,16 @@ class _Handlers:
 
     async def predict(self, request: web.Request) -> web.Response:
         rows = parse_predict_request(await self._body(request), self.model.n_features)
+        if self.core is not None:
+            await self.core.serve()
         predictions = await self.batcher.predict(rows)
         return _json(predict_response(predictions))
 
     async def infer(self, request: web.Request) -> web.Response:
         self._check_model(request)
         parsed = parse_infer_request(await self._body(request), self.model.n_features)
+        if self.core is not None:
+            await self.core.serve()
         predictions = await self.batcher.predict(parsed.rows)
         return _json(infer_response(self.model.name, self.model.version, parsed, predictions))
 

@@ -4,14 +4,15 @@ Command line (the replica contract in docs/architecture.md)::
 
     python -m mltoolkit.serving --model-path PATH --model-name NAME --port PORT --replica-id ID
         [--host 127.0.0.1] [--max-request-bytes N] [--no-batching] [--max-batch-size N]
-        [--max-wait-ms F] [--slowdown FACTOR]
+        [--max-wait-ms F] [--slowdown FACTOR] [--service-ms MS]
 
 Each option falls back to an environment variable (for the container image): ``--model-path``
 ``MLTOOLKIT_MODEL_PATH``, ``--model-name`` ``MLTOOLKIT_MODEL_NAME``, ``--port`` ``PORT``,
 ``--replica-id`` ``MLTOOLKIT_REPLICA_ID`` (default: the hostname), ``--host`` ``MLTOOLKIT_HOST``,
 ``--max-request-bytes`` ``MLTOOLKIT_MAX_REQUEST_BYTES``, ``--no-batching`` ``MLTOOLKIT_BATCHING=0``,
 ``--max-batch-size`` ``MLTOOLKIT_MAX_BATCH_SIZE``, ``--max-wait-ms`` ``MLTOOLKIT_MAX_WAIT_MS``,
-``--slowdown`` ``MLTOOLKIT_SLOWDOWN`` (an emulated slower replica: see ``ServerConfig``).
+``--slowdown`` ``MLTOOLKIT_SLOWDOWN`` (an emulated slower replica: see ``ServerConfig``),
+``--service-ms`` ``MLTOOLKIT_SERVICE_MS`` (emulated service time: mltoolkit/serving/emulation.py).
 A bad value raises ``SpecError`` naming the option (or the variable it came from).
 """
 
@@ -48,11 +49,15 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-batch-size", "MLTOOLKIT_MAX_BATCH_SIZE", "max_batch_size"),
     ("--max-wait-ms", "MLTOOLKIT_MAX_WAIT_MS", "max_wait_ms"),
     ("--slowdown", "MLTOOLKIT_SLOWDOWN", "slowdown"),
+    ("--service-ms", "MLTOOLKIT_SERVICE_MS", "service_ms"),
 )
 MAX_SLOWDOWN = 1000.0
+MAX_SERVICE_MS = 60_000.0
 _HELP = {
     "slowdown": "emulate a FACTOR times slower replica: after each predict call, stay busy "
     "(sleeping) for FACTOR-1 times its duration; default 1 = full speed ",
+    "service_ms": "emulate a single-core machine: each request holds the replica's one emulated "
+    "core for MS x slowdown ms (sleeping, first come first served); default 0 = off ",
 }
 _FIELD_OPTION = {
     **{f"ServerConfig.{name}": option for option, _, name in OPTIONS},
@@ -69,6 +74,8 @@ class ServerConfig:
     ``slowdown`` (>= 1) *emulates* a slower replica for demos and tests of balancing: after each
     predict call that took t seconds the replica stays busy for (slowdown - 1) * t more, in a
     blocking sleep where predict runs (see mltoolkit/serving/batching.py). 1 is full speed.
+    ``service_ms`` > 0 emulates service time instead: each request holds the replica's one
+    emulated core for ``service_ms x slowdown`` ms (mltoolkit/serving/emulation.py); 0 is off.
     """
 
     model_path: str
@@ -80,6 +87,7 @@ class ServerConfig:
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     shutdown_timeout_s: float = 25.0
     slowdown: float = 1.0
+    service_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_path, str) or not Path(self.model_path).is_file():
@@ -115,6 +123,18 @@ class ServerConfig:
                 "a number of seconds in (0, 3600]",
             )
         check_slowdown("ServerConfig.slowdown", self.slowdown)
+        check_service_ms("ServerConfig.service_ms", self.service_ms)
+
+
+def check_service_ms(name: str, value: Any) -> float:
+    """``value`` as a float if it is an emulated service time from 0 (off) to ``MAX_SERVICE_MS``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= MAX_SERVICE_MS  # also rejects NaN
+    ):
+        raise SpecError(name, value, f"a number of milliseconds from 0 (off) to {MAX_SERVICE_MS:g}")
+    return float(value)
 
 
 def check_slowdown(name: str, value: Any) -> float:
@@ -197,8 +217,9 @@ def config_from_args(
         batching["max_batch_size"] = values.pop("max_batch_size")
     if "max_wait_ms" in raw:
         batching["max_wait_ms"] = _parse_float(*raw["max_wait_ms"])
-    if "slowdown" in raw:
-        values["slowdown"] = _parse_float(*raw["slowdown"])
+    for name in ("slowdown", "service_ms"):
+        if name in raw:
+            values[name] = _parse_float(*raw[name])
     if args["no_batching"]:
         batching["enabled"] = False
     elif env.get("MLTOOLKIT_BATCHING"):
