@@ -407,3 +407,45 @@ async def test_a_held_request_times_out_with_a_504(holding_policies, replicas, s
         assert response.status == 504
         assert "no replica became free" in (await response.json())["error"]
     assert a.predicts == 0
+
+
+# -- replicas joining and leaving at run time -----------------------------------------------------
+
+
+async def test_a_replica_added_at_run_time_gets_traffic(replicas, start_balancer, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    lb = await start_balancer([a], policy="round_robin")
+    assert {(await predict(client, lb.url))[1] for _ in range(4)} == {"a"}
+    await lb.balancer.add_replica(ReplicaTarget("b", b.url, node="node-1"))
+    assert Counter([(await predict(client, lb.url))[1] for _ in range(4)]) == {"a": 2, "b": 2}
+    doc = await replicas_doc(client, lb.url)
+    assert [(r["name"], r["node"], r["healthy"]) for r in doc["replicas"]] == [
+        ("a", "", True), ("b", "node-1", True),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="'b' is already in use"):
+        await lb.balancer.add_replica(ReplicaTarget("b", b.url))
+
+
+async def test_a_draining_replica_finishes_its_requests_and_gets_no_new_ones(
+    replicas, start_balancer, client
+):
+    a = await replicas("a")
+    b = await replicas("b")
+    lb = await start_balancer([a, b], policy="round_robin")
+    b.hold()
+    held = await _occupy(b, lb.url, client)
+    drained = asyncio.create_task(lb.balancer.drain_replica("b"))
+    await wait_until(lambda: lb.balancer.report()["replicas"][1]["draining"], what="b draining")
+    # While b drains: new requests all go to a, and b's request in flight is not cut off.
+    assert {(await predict(client, lb.url))[1] for _ in range(6)} == {"a"}
+    assert b.predicts == 1
+    await asyncio.sleep(0.2)  # the drain must still be waiting for b's request
+    assert not drained.done()
+    b.release()
+    assert (await held)[:2] == (200, "b")
+    await asyncio.wait_for(drained, 15)
+    doc = await replicas_doc(client, lb.url)
+    assert [r["name"] for r in doc["replicas"]] == ["a"]
+    with pytest.raises(ValueError, match="no replica named 'b'"):
+        await lb.balancer.drain_replica("b")
