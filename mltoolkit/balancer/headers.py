@@ -31,6 +31,8 @@ RESPONSE_DROPPED = frozenset({b"content-length"})
 # common case skips the per-header checks.
 _DROP_REQUEST = HOP_BY_HOP | REQUEST_DROPPED
 _DROP_RESPONSE = HOP_BY_HOP | RESPONSE_DROPPED
+# Connection values that name no other header
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
 def _connection_tokens(headers: Headers) -> set[bytes]:
@@ -56,7 +58,8 @@ def _without(headers: Headers, dropped: frozenset[bytes]) -> list[tuple[bytes, b
     for name, value in headers:
         lower = name.lower()
         if lower in dropped:
-            connection_named = connection_named or lower == b"connection"
+            if lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                connection_named = True
         else:
             kept.append((name, value))
     if connection_named:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable, Coroutine
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,7 +26,13 @@ from mltoolkit.balancer.headers import encode_headers, forwarded_request_headers
 from mltoolkit.balancer.health import apply_probe, mark_unreachable, probe
 from mltoolkit.balancer.messages import ProxyRequest, Reply, json_error
 from mltoolkit.balancer.policies import Policy, ReplicaState, candidates
-from mltoolkit.balancer.upstream import POOL_KEEPALIVE_S, UpstreamBroken, UpstreamLost, UpstreamPool
+from mltoolkit.balancer.upstream import (
+    POOL_KEEPALIVE_S,
+    UpstreamAnswer,
+    UpstreamBroken,
+    UpstreamLost,
+    UpstreamPool,
+)
 
 logger = logging.getLogger("mltoolkit.balancer")
 
@@ -42,14 +48,6 @@ def parse_in_flight(value: str | None) -> int | None:
     except ValueError:
         return None
     return count if count >= 0 else None
-
-
-class _Unreachable(Exception):
-    """An attempt failed at the connection level: the request never got an answer."""
-
-    def __init__(self, replica: ReplicaState, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}".rstrip(": "))
-        self.replica = replica
 
 
 class _Replica:
@@ -77,6 +75,8 @@ class Balancer:
         self._changed = asyncio.Event()
         self._waiting = 0  # requests and drains waiting for a change of some replica's state
         self._started = False
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[Reply]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -226,38 +226,136 @@ class Balancer:
             except asyncio.TimeoutError:
                 raise TimeoutError from None
 
-    async def handle(self, request: ProxyRequest) -> Reply:
-        """Forward one client request to a replica and return its answer (or the error's)."""
-        loop = asyncio.get_running_loop()
+    def begin(self, request: ProxyRequest, done: Callable[[Reply], None]) -> None:
+        """Forward ``request``; ``done(reply)`` is called once with the answer.
+
+        The common case runs without a task: the policy picks a replica at once, its pool has an
+        idle connection, and the answer's arrival calls back. Anything else (the policy holds the
+        request, a connection must be opened or waited for, a failure to retry) continues in
+        ``handle``, with what happened so far.
+        """
+        loop = self._loop
         deadline = loop.time() + self.config.request_timeout_s
-        tried: list[str] = []
-        failures: list[str] = []
+        state = self.policy.choose(self.states, self._draining)
+        if state is None:
+            self._spawn(self.handle(request, deadline), done)
+            return
+        replica = self._replicas[state.name]
+        started = loop.time()
+        # counted as in flight at once, before anything else is chosen (policies read in_flight)
+        ticket = state.begin_attempt(started)
+        connection = replica.pool.take_idle()
+        if connection is None:
+            self._spawn(self.handle(request, deadline, first=(state, ticket, started)), done)
+            return
+        data = self._request_bytes(request, replica, self._request_head(request))
+        future = connection.send(data, request.method == b"HEAD", deadline)
+
+        def answered(future: asyncio.Future[UpstreamAnswer]) -> None:
+            exc = future.exception()
+            if exc is None:
+                answer = future.result()
+                state.end_attempt(ticket, request.method == b"POST" and answer.status < 300)
+                self._notify()
+                done(self._answered(state, answer, loop.time() - started))
+                return
+            if isinstance(exc, UpstreamLost) and not exc.answered_bytes:
+                # a pooled connection the replica had closed: once more on a new one, no failure
+                retry_started = loop.time()
+                again = state.begin_attempt(retry_started)
+                state.end_attempt(ticket, False)
+                self._spawn(
+                    self.handle(request, deadline, first=(state, again, retry_started), fresh=True),
+                    done,
+                )
+                return
+            state.failed += 1
+            state.end_attempt(ticket, False)
+            self._notify()
+            if isinstance(exc, UpstreamLost):
+                failure = self._unreachable(state, exc)
+                self._spawn(self.handle(request, deadline, tried=[state.name], failures=[failure]), done)
+            elif isinstance(exc, TimeoutError):
+                done(self._timed_out(state))
+            elif isinstance(exc, UpstreamBroken):
+                done(json_error(502, f"replica {state.name!r} sent a broken answer: {exc}"))
+            else:
+                logger.error("replica %s: unexpected %r", state.name, exc)
+                done(json_error(500, "internal error in the balancer (see its log)"))
+
+        future.add_done_callback(answered)
+
+    def _spawn(self, work: Coroutine[Any, Any, Reply], done: Callable[[Reply], None]) -> None:
+        def finished(task: asyncio.Task[Reply]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                if not task.cancelled():
+                    logger.error("error forwarding a request", exc_info=task.exception())
+                done(json_error(500, "internal error in the balancer (see its log)"))
+            else:
+                done(task.result())
+
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(finished)
+
+    def _unreachable(self, state: ReplicaState, exc: BaseException) -> str:
+        """A connection-level failure on ``state``: out of rotation; the failure's description."""
+        if mark_unreachable(state, self.config.unhealthy_after):
+            self._notify()
+        logger.info("replica %s unreachable (%s); out of rotation", state.name, exc)
+        return f"{state.name}: {type(exc).__name__}: {exc}"
+
+    def _timed_out(self, state: ReplicaState | None) -> Reply:
+        what = f"replica {state.name!r} did not answer" if state is not None else "no replica became free"
+        return json_error(
+            504, f"{what} within the balancer's request timeout of {self.config.request_timeout_s:g} s"
+        )
+
+    async def handle(
+        self,
+        request: ProxyRequest,
+        deadline: float | None = None,
+        first: tuple[ReplicaState, int, float] | None = None,
+        fresh: bool = False,
+        tried: list[str] | None = None,
+        failures: list[str] | None = None,
+    ) -> Reply:
+        """Forward one client request to a replica and return its answer (or the error's).
+
+        ``begin`` hands over here what it has done: the ``first`` replica already chosen, with
+        its attempt's ticket and start (to send on a ``fresh`` connection, if so), or the
+        replicas ``tried`` and their ``failures``.
+        """
+        loop = self._loop
+        if deadline is None:
+            deadline = loop.time() + self.config.request_timeout_s
+        tried = tried or []
+        failures = failures or []
         replica: ReplicaState | None = None  # the replica being tried; None while choosing
         head = None
         try:
-            for _ in range(1 + self.config.retries):
+            for _ in range(1 + self.config.retries - len(failures)):
                 replica = None
-                exclude = self._draining.union(tried) if tried else self._draining
-                replica = await self._choose(exclude, deadline)
+                begun: tuple[int, float] | None = None
+                if first is not None:
+                    replica, ticket, started = first
+                    begun, first = (ticket, started), None
+                else:
+                    exclude = self._draining.union(tried) if tried else self._draining
+                    replica = await self._choose(exclude, deadline)
                 if replica is None:
                     break
                 if head is None:
                     head = self._request_head(request)
                 try:
-                    return await self._forward(replica, request, head, deadline)
-                except _Unreachable as exc:
+                    return await self._forward(replica, request, head, deadline, fresh, begun)
+                except UpstreamLost as exc:
                     tried.append(replica.name)
-                    failures.append(f"{replica.name}: {exc}")
-                    logger.info("replica %s unreachable (%s); out of rotation", replica.name, exc)
+                    failures.append(self._unreachable(replica, exc))
+                fresh = False
         except TimeoutError:
-            what = (
-                f"replica {replica.name!r} did not answer"
-                if replica is not None
-                else "no replica became free"
-            )
-            return json_error(
-                504, f"{what} within the balancer's request timeout of {self.config.request_timeout_s:g} s"
-            )
+            return self._timed_out(replica)
         except UpstreamBroken as exc:
             name = replica.name if replica is not None else "?"
             return json_error(502, f"replica {name!r} sent a broken answer: {exc}")
@@ -282,39 +380,53 @@ class Balancer:
             headers.append((b"Content-Length", b"%d" % len(request.body)))
         return encode_headers(headers) + b"\r\n"
 
-    async def _forward(
-        self, state: ReplicaState, request: ProxyRequest, head: bytes, deadline: float
-    ) -> Reply:
-        replica = self._replicas[state.name]
-        data = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s" % (
+    @staticmethod
+    def _request_bytes(request: ProxyRequest, replica: _Replica, head: bytes) -> bytes:
+        return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s" % (
             request.method, request.target, replica.host_header, head, request.body
         )
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        ticket = state.begin_attempt(started)
-        worked = False  # the replica did the work of this request and answered it
-        try:
-            async with asyncio.timeout_at(deadline):
-                answer = await replica.pool.exchange(data, head=request.method == b"HEAD")
-            # Only successful POSTs (inference) show how many requests the replica works on at
-            # once; GETs (health, metadata) and rejected requests are answered without a slot.
-            worked = request.method == b"POST" and answer.status < 300
-        except UpstreamLost as exc:
-            state.failed += 1
-            if mark_unreachable(state, self.config.unhealthy_after):
-                self._notify()
-            raise _Unreachable(state, exc) from exc
-        except BaseException:
-            state.failed += 1
-            raise
-        finally:
-            state.end_attempt(ticket, worked)
-            self._notify()
+
+    def _answered(self, state: ReplicaState, answer: UpstreamAnswer, latency_s: float) -> Reply:
+        """Count an answered attempt (after ``end_attempt``); the reply to pass back."""
         status = answer.status
-        state.record_answer(loop.time() - started, answer.in_flight, failed=status >= 500)
+        state.record_answer(latency_s, answer.in_flight, failed=status >= 500)
         if status >= 500:
             state.failed += 1
         else:
             state.served += 1
             state.answered_since_probe += 1
         return Reply(status, answer.reason, returned_response_headers(answer.headers), answer.body)
+
+    async def _forward(
+        self,
+        state: ReplicaState,
+        request: ProxyRequest,
+        head: bytes,
+        deadline: float,
+        fresh: bool,
+        begun: tuple[int, float] | None,
+    ) -> Reply:
+        """One attempt on ``state`` (``begun``: its ticket and start, if already counted)."""
+        replica = self._replicas[state.name]
+        data = self._request_bytes(request, replica, head)
+        loop = self._loop
+        if begun is None:
+            started = loop.time()
+            ticket = state.begin_attempt(started)
+        else:
+            ticket, started = begun
+        worked = False  # the replica did the work of this request and answered it
+        try:
+            answer = await replica.pool.exchange(
+                data, deadline, head=request.method == b"HEAD", fresh=fresh
+            )
+            # Only successful POSTs (inference) show how many requests the replica works on at
+            # once; GETs (health, metadata) and rejected requests are answered without a slot.
+            worked = request.method == b"POST" and answer.status < 300
+        except BaseException:
+            state.failed += 1
+            raise
+        finally:
+            state.end_attempt(ticket, worked)
+            self._notify()
+        return self._answered(state, answer, loop.time() - started)

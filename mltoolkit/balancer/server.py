@@ -81,6 +81,8 @@ class ClientConnection(asyncio.Protocol):
         self.busy = False  # a task is answering this connection's queue
         self.closed = False
         self._stop_reading = False  # framing lost or refused: ignore further bytes
+        self._keep_alive = True  # of the request passed straight to the engine
+        self._head = False
         self._paused = False
         self._queue: collections.deque[tuple[ProxyRequest | Reply, bool]] = collections.deque()
         self._new_request()
@@ -199,6 +201,18 @@ class ClientConnection(asyncio.Protocol):
     # -- answering -------------------------------------------------------------------------
 
     def _enqueue(self, item: ProxyRequest | Reply, keep_alive: bool) -> None:
+        if (
+            not self.busy
+            and not self._queue
+            and item.__class__ is ProxyRequest
+            and not item.target.startswith(ADMIN_PREFIX)  # type: ignore[union-attr]
+        ):
+            # the common case: nothing ahead of it on this connection, so no queue and no task
+            self.busy = True
+            self._keep_alive = keep_alive
+            self._head = item.method == b"HEAD"  # type: ignore[union-attr]
+            self.server.balancer.begin(item, self._answered)  # type: ignore[arg-type]
+            return
         self._queue.append((item, keep_alive))
         if len(self._queue) >= PIPELINE_DEPTH and not self._paused and self.transport:
             self._paused = True
@@ -206,6 +220,22 @@ class ClientConnection(asyncio.Protocol):
         if not self.busy:
             self.busy = True
             self.server.track(self.loop.create_task(self._answer_queue()))
+
+    def _answered(self, reply: Reply) -> None:
+        """The answer to the request ``_enqueue`` passed straight to the engine."""
+        keep_alive = self._keep_alive and not self.server.closing
+        if self._head:
+            reply = Reply(reply.status, reply.reason, reply.headers, b"")
+        self._write(reply, keep_alive)
+        if not keep_alive:
+            self.busy = False
+            self._close()
+        elif self._queue:
+            self.server.track(self.loop.create_task(self._answer_queue()))  # still busy
+        else:
+            self.busy = False
+            if self.phase == _IDLE and not self.closed:
+                self.deadline = self.loop.time() + self.server.config.client_idle_timeout_s
 
     def _refuse(self, reply: Reply) -> None:
         """Answer ``reply`` after what is queued, read nothing more, then close."""
@@ -435,8 +465,9 @@ class BalancerServer:
             if not connection.busy:
                 connection._close()
         grace = self.config.request_timeout_s if grace_s is None else grace_s
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
+        until = self.loop.time() + grace
+        while any(c.busy for c in self._connections) and self.loop.time() < until:
+            await asyncio.sleep(0.02)
         for connection in list(self._connections):
             connection._close()
         if self._sweeper is not None:

@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.closed = False
         self._waiter: asyncio.Future[UpstreamAnswer] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._head = False
         self._received = 0
         self._reset()
@@ -133,6 +134,7 @@ class UpstreamConnection(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
+        self._timer.cancel()  # type: ignore[union-attr]
         answer = UpstreamAnswer(
             status=self.parser.get_status_code(),
             reason=self._reason,
@@ -150,12 +152,21 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
+        if self._timer is not None:
+            self._timer.cancel()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    def send(self, data: bytes, head: bool) -> asyncio.Future[UpstreamAnswer]:
+    def _expire(self) -> None:
+        """The exchange's deadline passed: give up on it and on this connection."""
+        self._fail(TimeoutError())
+        self.close()
+
+    def send(self, data: bytes, head: bool, deadline: float) -> asyncio.Future[UpstreamAnswer]:
         assert self.transport is not None and self._waiter is None
-        self._waiter = self.pool.loop.create_future()
+        loop = self.pool.loop
+        self._waiter = loop.create_future()
+        self._timer = loop.call_at(deadline, self._expire)
         self._head = head
         self._received = 0
         self._reset()
@@ -163,7 +174,9 @@ class UpstreamConnection(asyncio.Protocol):
         return self._waiter
 
     def abandon(self) -> None:
-        """The exchange on this connection is given up (timeout, cancel): close it."""
+        """The exchange on this connection is given up (cancelled): close it."""
+        if self._timer is not None:
+            self._timer.cancel()
         self._waiter = None
         self.close()
 
@@ -216,23 +229,32 @@ class UpstreamPool:
                 waiter.set_result(None)
                 return
 
-    async def _acquire(self, fresh: bool) -> UpstreamConnection:
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle pooled connection that is still fresh (newest first), or None."""
+        stale_before = self.loop.time() - POOL_KEEPALIVE_S
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.idle_since >= stale_before and not connection.closed:
+                return connection
+            connection.close()
+        return None
+
+    async def _acquire(self, fresh: bool, deadline: float) -> UpstreamConnection:
         while True:
             if not fresh:
-                stale_before = self.loop.time() - POOL_KEEPALIVE_S
-                while self._idle:
-                    connection = self._idle.pop()
-                    if connection.idle_since >= stale_before and not connection.closed:
-                        return connection
-                    connection.close()
+                connection = self.take_idle()
+                if connection is not None:
+                    return connection
             elif self._idle and len(self._open) + self._opening >= self.limit:
                 self._idle.pop(0).close()  # make room for the fresh connection
             if len(self._open) + self._opening < self.limit:
-                return await self._connect()
+                async with asyncio.timeout_at(deadline):
+                    return await self._connect()
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                async with asyncio.timeout_at(deadline):
+                    await waiter
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # pass the turn on
@@ -256,13 +278,15 @@ class UpstreamPool:
         self._open.add(connection)
         return connection
 
-    async def exchange(self, data: bytes, head: bool = False) -> UpstreamAnswer:
-        """Send one request (whole, as bytes) and return the whole answer."""
-        fresh = False
+    async def exchange(
+        self, data: bytes, deadline: float, head: bool = False, fresh: bool = False
+    ) -> UpstreamAnswer:
+        """Send one request (whole, as bytes) and return the whole answer; TimeoutError once
+        ``deadline`` (on the loop's clock) passes. ``fresh``: on a new connection."""
         while True:
-            connection = await self._acquire(fresh)
+            connection = await self._acquire(fresh, deadline)
             try:
-                return await connection.send(data, head)
+                return await connection.send(data, head, deadline)
             except UpstreamLost as exc:
                 if not connection.reused or exc.answered_bytes or fresh:
                     raise
