@@ -199,6 +199,38 @@ class HalfAnswerServer:
             self._server = None
 
 
+class OneAnswerPerConnection(HalfAnswerServer):
+    """Answers the first request on each connection (keeping it open), then closes the connection
+    without a byte when the next request arrives on it: a keep-alive connection the server
+    dropped just as the client reused it."""
+
+    def __init__(self, name: str = "oneshot") -> None:
+        super().__init__(name)
+        self.dropped = 0
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = False
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+                await reader.readexactly(length)
+                if answered:
+                    self.dropped += 1
+                    break
+                answered = True
+                if not head.startswith(b"GET /v2/health/ready "):
+                    self.requests += 1
+                body = b'{"predictions": [3]}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"X-Replica: %s\r\nContent-Length: %d\r\n\r\n%s"
+                             % (self.name.encode(), len(body), body))  # fmt: skip
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
 async def raw_request(url: str, data: bytes, timeout_s: float = 15.0) -> bytes:
     """Send ``data`` as is on a new connection to ``url``; everything read until it closes."""
     host, port = url.removeprefix("http://").split(":")

@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
-from .fakes import HalfAnswerServer
+from mltoolkit.balancer.messages import ProxyRequest
+
+from .fakes import HalfAnswerServer, OneAnswerPerConnection
 
 pytestmark = pytest.mark.anyio
 
@@ -55,6 +57,29 @@ async def test_a_pooled_connection_the_replica_closed_is_replaced_without_a_fail
     assert await predict(client, lb.url) == (200, "a")
     state = lb.state("a")
     assert (state.served, state.failed, state.healthy) == (2, 0, True)
+
+
+async def test_a_pooled_connection_dropped_as_it_is_reused_is_replaced_without_a_failure(
+    start_balancer, client
+):
+    server = await OneAnswerPerConnection().start()
+    try:
+        lb = await start_balancer([server], health_interval_s=60)
+        for _ in range(3):
+            # Each request after the first goes out on the pooled connection, which the server
+            # closes without answering; the balancer sends it again on a new connection to the
+            # same replica (it never saw the first copy), so the client gets the answer.
+            assert await predict(client, lb.url) == (200, "oneshot")
+        assert (server.requests, server.dropped) == (3, 2)
+        # The same on the engine's other path (the one taken when a request had to wait).
+        request = ProxyRequest(b"POST", b"/predict", [], b"{}", "127.0.0.1", b"lb")
+        for _ in range(2):
+            assert (await lb.balancer.handle(request)).status == 200
+        assert (server.requests, server.dropped) == (5, 4)
+        state = lb.state("oneshot")
+        assert (state.served, state.failed, state.healthy) == (5, 0, True)
+    finally:
+        await server.stop()
 
 
 async def test_a_connection_lost_mid_answer_is_retried_on_another_replica(
