@@ -52,52 +52,51 @@ def end_to_end(headers: Headers, also_drop: Iterable[bytes] = ()) -> list[tuple[
     return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
-def _without(headers: Headers, dropped: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
-    kept = []
-    connection_named = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower in dropped:
-            if lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
-                connection_named = True
-        else:
-            kept.append((name, value))
-    if connection_named:
-        named = _connection_tokens(headers)
-        kept = [(name, value) for name, value in kept if name.lower() not in named]
-    return kept
-
-
-def forwarded_request_headers(
+def forwarded_request_head(
     headers: Headers, client_ip: str | None, host: bytes | None, scheme: bytes = b"http"
-) -> list[tuple[bytes, bytes]]:
-    """The headers to send to a replica for a client's request, with ``X-Forwarded-*`` added."""
-    out = _without(headers, _DROP_REQUEST)
+) -> bytes:
+    """The header lines to send to a replica for a client's request (one pass; no Host and no
+    framing, which the sender adds), with the client joining ``X-Forwarded-For`` and
+    ``X-Forwarded-Host`` / ``-Proto`` added when absent."""
+    parts: list[bytes] = []
     chain: list[bytes] = []
     has_host = has_proto = False
-    for name, value in out:
+    for name, value in headers:
         lower = name.lower()
-        if lower == b"x-forwarded-for":
-            chain.append(value)
-        elif lower == b"x-forwarded-host":
-            has_host = True
-        elif lower == b"x-forwarded-proto":
-            has_proto = True
+        if lower in _DROP_REQUEST:
+            if lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                # it names headers meant for this hop only: drop those too (rare)
+                return forwarded_request_head(end_to_end(headers), client_ip, host, scheme)
+            continue
+        if lower.startswith(b"x-forwarded-"):
+            if lower == b"x-forwarded-for":
+                chain.append(value)
+                continue
+            has_host = has_host or lower == b"x-forwarded-host"
+            has_proto = has_proto or lower == b"x-forwarded-proto"
+        parts += (name, b": ", value, b"\r\n")
     if client_ip:
-        if chain:
-            out = [(n, v) for n, v in out if n.lower() != b"x-forwarded-for"]
         chain.append(client_ip.encode())
-        out.append((b"X-Forwarded-For", b", ".join(chain)))
+    if chain:
+        parts += (b"X-Forwarded-For: ", b", ".join(chain), b"\r\n")
     if host and not has_host:
-        out.append((b"X-Forwarded-Host", host))
+        parts += (b"X-Forwarded-Host: ", host, b"\r\n")
     if not has_proto:
-        out.append((b"X-Forwarded-Proto", scheme))
-    return out
+        parts += (b"X-Forwarded-Proto: ", scheme, b"\r\n")
+    return b"".join(parts)
 
 
-def returned_response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The replica's response headers to pass back to the client."""
-    return _without(headers, _DROP_RESPONSE)
+def returned_response_head(headers: Headers) -> bytes:
+    """The header lines of a replica's answer to pass back to the client (one pass; no framing)."""
+    parts: list[bytes] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _DROP_RESPONSE:
+            if lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                return returned_response_head(end_to_end(headers))
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts)
 
 
 def encode_headers(headers: Headers) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import orjson
 
-JSON_TYPE = [(b"Content-Type", b"application/json")]
+JSON_TYPE = b"Content-Type: application/json\r\n"
 
 
 class ProxyRequest:
@@ -34,13 +34,12 @@ class ProxyRequest:
 
 
 class Reply:
-    """An answer to send back: status, reason phrase, end-to-end headers (no framing), body."""
+    """An answer to send back: status, reason phrase, its end-to-end header lines (encoded, each
+    ended by CRLF; no framing), body."""
 
     __slots__ = ("status", "reason", "headers", "body")
 
-    def __init__(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> None:
+    def __init__(self, status: int, reason: bytes, headers: bytes, body: bytes) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers

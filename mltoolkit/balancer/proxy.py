@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget
-from mltoolkit.balancer.headers import encode_headers, forwarded_request_headers, returned_response_headers
+from mltoolkit.balancer.headers import forwarded_request_head, returned_response_head
 from mltoolkit.balancer.health import apply_probe, mark_unreachable, probe
 from mltoolkit.balancer.messages import ProxyRequest, Reply, json_error
 from mltoolkit.balancer.policies import Policy, ReplicaState, candidates
@@ -249,12 +249,9 @@ class Balancer:
             self._spawn(self.handle(request, deadline, first=(state, ticket, started)), done)
             return
         data = self._request_bytes(request, replica, self._request_head(request))
-        future = connection.send(data, request.method == b"HEAD", deadline)
 
-        def answered(future: asyncio.Future[UpstreamAnswer]) -> None:
-            exc = future.exception()
-            if exc is None:
-                answer = future.result()
+        def answered(answer: UpstreamAnswer | None, exc: BaseException | None) -> None:
+            if answer is not None:
                 state.end_attempt(ticket, request.method == b"POST" and answer.status < 300)
                 self._notify()
                 done(self._answered(state, answer, loop.time() - started))
@@ -283,7 +280,7 @@ class Balancer:
                 logger.error("replica %s: unexpected %r", state.name, exc)
                 done(json_error(500, "internal error in the balancer (see its log)"))
 
-        future.add_done_callback(answered)
+        connection.send(data, request.method == b"HEAD", deadline, answered)
 
     def _spawn(self, work: Coroutine[Any, Any, Reply], done: Callable[[Reply], None]) -> None:
         def finished(task: asyncio.Task[Reply]) -> None:
@@ -375,10 +372,10 @@ class Balancer:
     @staticmethod
     def _request_head(request: ProxyRequest) -> bytes:
         """The request's headers for any replica (all but Host), framing included."""
-        headers = forwarded_request_headers(request.headers, request.client_ip, request.host)
+        head = forwarded_request_head(request.headers, request.client_ip, request.host)
         if request.body or request.method in _BODY_METHODS:
-            headers.append((b"Content-Length", b"%d" % len(request.body)))
-        return encode_headers(headers) + b"\r\n"
+            return head + b"Content-Length: %d\r\n\r\n" % len(request.body)
+        return head + b"\r\n"
 
     @staticmethod
     def _request_bytes(request: ProxyRequest, replica: _Replica, head: bytes) -> bytes:
@@ -395,7 +392,7 @@ class Balancer:
         else:
             state.served += 1
             state.answered_since_probe += 1
-        return Reply(status, answer.reason, returned_response_headers(answer.headers), answer.body)
+        return Reply(status, answer.reason, returned_response_head(answer.headers), answer.body)
 
     async def _forward(
         self,

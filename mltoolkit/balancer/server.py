@@ -30,7 +30,6 @@ from typing import Any, Callable
 import httptools
 
 from mltoolkit.balancer.config import BalancerConfig
-from mltoolkit.balancer.headers import encode_headers
 from mltoolkit.balancer.messages import ProxyRequest, Reply, json_error, json_reply
 from mltoolkit.balancer.proxy import Balancer
 
@@ -94,6 +93,7 @@ class ClientConnection(asyncio.Protocol):
         self._size = 0
         self._head_bytes = 0
         self._host: bytes | None = None
+        self._length = 0  # the declared Content-Length
         self._expect_continue = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -136,12 +136,18 @@ class ClientConnection(asyncio.Protocol):
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value))
-        lower = name.lower()
-        if lower == b"host":
-            self._host = value
-        elif lower == b"expect":
-            self._expect_continue = value.lower() == b"100-continue"
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEADER_BYTES:
+            self._count_head(0)
+        size = len(name)
+        if size == 4 or size == 6 or size == 14:  # only then can it be one of these three
+            lower = name.lower()
+            if lower == b"host":
+                self._host = value
+            elif lower == b"content-length":
+                self._length = int(value) if value.isdigit() else 0  # the parser checked it
+            elif lower == b"expect":
+                self._expect_continue = value.lower() == b"100-continue"
         self._headers.append((name, value))
 
     def _count_head(self, size: int) -> None:
@@ -154,7 +160,7 @@ class ClientConnection(asyncio.Protocol):
         if self._stop_reading:
             return
         config = self.server.config
-        length = next((int(v) for n, v in self._headers if n.lower() == b"content-length"), 0)
+        length = self._length
         if length > config.max_request_bytes:
             self._refuse(json_error(
                 413,
@@ -284,7 +290,7 @@ class ClientConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         status = reply.status
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reply.reason), encode_headers(reply.headers)]
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reply.reason), reply.headers]
         if status >= 200 and status not in (204, 304):
             parts.append(b"Content-Length: %d\r\n" % len(reply.body))
         if not keep_alive:

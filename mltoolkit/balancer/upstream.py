@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
+from typing import Callable
 
 import httptools
 
@@ -62,7 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.reused = False
         self.closed = False
-        self._waiter: asyncio.Future[UpstreamAnswer] | None = None
+        self._waiter: Callable[[UpstreamAnswer | None, BaseException | None], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._head = False
         self._received = 0
@@ -92,8 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if self._waiter is not None:
             if self._headers_done and not self._framed:
                 self._finish()  # an answer delimited by the end of the connection
                 return
@@ -106,11 +106,15 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
-        if lower == IN_FLIGHT_HEADER:
-            self._in_flight = _count(value)
-        elif lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
-            self._framed = True
+        size = len(name)
+        if size == 11 or size == 14 or size == 17:  # only then can it be one of these three
+            lower = name.lower()
+            if lower == IN_FLIGHT_HEADER:
+                self._in_flight = _count(value)
+            elif lower == b"content-length" or (
+                lower == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                self._framed = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -132,7 +136,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self, keep: bool = True) -> None:
         waiter, self._waiter = self._waiter, None
-        if waiter is None or waiter.done():
+        if waiter is None:
             return
         self._timer.cancel()  # type: ignore[union-attr]
         answer = UpstreamAnswer(
@@ -144,34 +148,40 @@ class UpstreamConnection(asyncio.Protocol):
         )
         keep = keep and self._framed and self.parser.should_keep_alive() and not self.closed
         self._reset()
-        waiter.set_result(answer)
         if keep:
             self.pool.release(self)
         else:
             self.close()
+        waiter(answer, None)
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
         if self._timer is not None:
             self._timer.cancel()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if waiter is not None:
+            waiter(None, exc)
 
     def _expire(self) -> None:
         """The exchange's deadline passed: give up on it and on this connection."""
         self._fail(TimeoutError())
         self.close()
 
-    def send(self, data: bytes, head: bool, deadline: float) -> asyncio.Future[UpstreamAnswer]:
+    def send(
+        self,
+        data: bytes,
+        head: bool,
+        deadline: float,
+        on_done: Callable[[UpstreamAnswer | None, BaseException | None], None],
+    ) -> None:
+        """Send one request; ``on_done(answer, None)`` or ``on_done(None, error)`` follows once
+        (an ``UpstreamLost``, ``UpstreamBroken`` or, at ``deadline``, ``TimeoutError``)."""
         assert self.transport is not None and self._waiter is None
-        loop = self.pool.loop
-        self._waiter = loop.create_future()
-        self._timer = loop.call_at(deadline, self._expire)
+        self._waiter = on_done
+        self._timer = self.pool.loop.call_at(deadline, self._expire)
         self._head = head
         self._received = 0
         self._reset()
         self.transport.write(data)
-        return self._waiter
 
     def abandon(self) -> None:
         """The exchange on this connection is given up (cancelled): close it."""
@@ -285,8 +295,18 @@ class UpstreamPool:
         ``deadline`` (on the loop's clock) passes. ``fresh``: on a new connection."""
         while True:
             connection = await self._acquire(fresh, deadline)
+            future: asyncio.Future[UpstreamAnswer] = self.loop.create_future()
+
+            def settle(answer: UpstreamAnswer | None, exc: BaseException | None) -> None:
+                if not future.done():
+                    if exc is None:
+                        future.set_result(answer)  # type: ignore[arg-type]
+                    else:
+                        future.set_exception(exc)
+
+            connection.send(data, head, deadline, settle)
             try:
-                return await connection.send(data, head, deadline)
+                return await future
             except UpstreamLost as exc:
                 if not connection.reused or exc.answered_bytes or fresh:
                     raise
