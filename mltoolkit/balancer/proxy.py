@@ -25,6 +25,7 @@ from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget
 from mltoolkit.balancer.headers import forwarded_request_head, returned_response_head
 from mltoolkit.balancer.health import apply_probe, mark_unreachable, probe
 from mltoolkit.balancer.messages import ProxyRequest, Reply, json_error
+from mltoolkit.balancer.metrics import ReplicaTraffic
 from mltoolkit.balancer.policies import Policy, ReplicaState, candidates
 from mltoolkit.balancer.upstream import (
     POOL_KEEPALIVE_S,
@@ -70,6 +71,7 @@ class Balancer:
         self.policy = Policy.make(config.policy)
         self.states: list[ReplicaState] = []  # replaced, never mutated: iterations stay valid
         self._replicas: dict[str, _Replica] = {}
+        self._traffic: dict[str, ReplicaTraffic] = {}  # what each replica served
         self._draining: frozenset[str] = frozenset()
         self._health_session: aiohttp.ClientSession | None = None
         self._changed = asyncio.Event()
@@ -115,6 +117,7 @@ class Balancer:
         pool = UpstreamPool(parts.hostname or "127.0.0.1", port, self.config.max_connections_per_replica)
         replica = _Replica(state, pool, parts.netloc.encode())
         self._replicas[target.name] = replica
+        self._traffic[target.name] = ReplicaTraffic(target.name, target.node)
         self.states = [*self.states, state]
         return replica
 
@@ -147,6 +150,7 @@ class Balancer:
             await asyncio.gather(replica.watcher, return_exceptions=True)
         replica.pool.close()
         del self._replicas[name]
+        del self._traffic[name]
         self.states = [s for s in self.states if s is not replica.state]
         self._draining = self._draining - {name}
         logger.info("replica %s removed", name)
@@ -184,6 +188,13 @@ class Balancer:
             self._waiting -= 1
 
     # -- routing ---------------------------------------------------------------------------
+
+    def traffic(self) -> list[ReplicaTraffic]:
+        """What each replica in rotation served (counts, latency histogram), in replica order."""
+        return [self._traffic[s.name] for s in self.states]
+
+    def in_flight(self) -> dict[str, int]:
+        return {s.name: s.in_flight for s in self.states}
 
     def report(self) -> dict[str, Any]:
         """The ``GET /-/replicas`` document."""
@@ -267,6 +278,7 @@ class Balancer:
                 )
                 return
             state.failed += 1
+            self._traffic[state.name].observe(loop.time() - started, 0)
             state.end_attempt(ticket, False)
             self._notify()
             if isinstance(exc, UpstreamLost):
@@ -387,6 +399,7 @@ class Balancer:
         """Count an answered attempt (after ``end_attempt``); the reply to pass back."""
         status = answer.status
         state.record_answer(latency_s, answer.in_flight, failed=status >= 500)
+        self._traffic[state.name].observe(latency_s, status)
         if status >= 500:
             state.failed += 1
         else:
@@ -422,6 +435,7 @@ class Balancer:
             worked = request.method == b"POST" and answer.status < 300
         except BaseException:
             state.failed += 1
+            self._traffic[state.name].observe(loop.time() - started, 0)
             raise
         finally:
             state.end_attempt(ticket, worked)

@@ -31,12 +31,13 @@ import httptools
 
 from mltoolkit.balancer.config import BalancerConfig
 from mltoolkit.balancer.messages import ProxyRequest, Reply, json_error, json_reply
+from mltoolkit.balancer.metrics import metrics_document, prometheus_text
 from mltoolkit.balancer.proxy import Balancer
 
 logger = logging.getLogger("mltoolkit.balancer")
 
 ADMIN_PREFIX = b"/-/"
-ADMIN_PATHS = ("/-/health", "/-/replicas")
+ADMIN_PATHS = ("/-/health", "/-/replicas", "/-/metrics")
 PIPELINE_DEPTH = 32  # requests read ahead on one connection before reading pauses
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers together
 SWEEP_INTERVAL_S = 0.25  # how often deadlines of slow and idle clients are checked
@@ -45,6 +46,7 @@ REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per interval about refused
 RESERVED_FILES = 128
 
 _IDLE, _HEADERS, _BODY = "idle", "headers", "body"
+PROMETHEUS_TYPE = b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
 
 
 def raise_open_file_limit() -> int:
@@ -423,9 +425,20 @@ class BalancerServer:
                 "status": "ok", "healthy_replicas": sum(1 for s in states if s.healthy),
                 "replicas": len(states),
             })  # fmt: skip
+        if path == "/-/metrics":
+            return self.metrics(request.target)
         document = self.balancer.report()
         document["clients"] = self.client_report()
         return json_reply(200, document)
+
+    def metrics(self, target: bytes) -> Reply:
+        """Served traffic per replica: Prometheus text, or JSON with ``?format=json``."""
+        query = target.partition(b"?")[2]
+        traffic = self.balancer.traffic()
+        if b"format=json" in query.split(b"&"):
+            return json_reply(200, metrics_document(traffic))
+        text = prometheus_text(traffic, self.balancer.in_flight())
+        return Reply(200, b"OK", PROMETHEUS_TYPE, text.encode())
 
     def client_report(self) -> dict[str, Any]:
         return {
