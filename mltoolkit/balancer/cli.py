@@ -39,6 +39,7 @@ _OPTION_OF_FIELD = {
     "BalancerConfig.client_body_timeout_s": "--client-body-timeout",
     "BalancerConfig.client_idle_timeout_s": "--client-idle-timeout",
     "BalancerConfig.max_client_connections": "--max-client-connections",
+    "BalancerConfig.hedge_min_s": "--hedge-min",
 }
 
 
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     parser.add_argument("--reuse-port", action="store_true",
                         help="bind with SO_REUSEPORT, so several balancer processes share the port")
+    parser.add_argument("--hedge", action="store_true",
+                        help="send a POST/GET stuck on a replica to another one too, after 3x the "
+                             "slowest other replica's latency average")
+    parser.add_argument("--hedge-min", type=float, default=defaults.hedge_min_s,
+                        help="seconds a request waits at least before it is hedged (default %(default)s)")
     return parser
 
 
@@ -151,6 +157,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> BalancerConfig:
             client_idle_timeout_s=args.client_idle_timeout,
             max_client_connections=args.max_client_connections,
             reuse_port=args.reuse_port,
+            hedge=args.hedge,
+            hedge_min_s=args.hedge_min,
         )
     except SpecError as exc:
         option = _OPTION_OF_FIELD.get(exc.field, exc.field)

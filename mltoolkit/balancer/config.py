@@ -86,7 +86,9 @@ class BalancerConfig:
     byte and its body within ``client_body_timeout_s`` after them (else 408); an idle
     keep-alive connection is closed after ``client_idle_timeout_s``; at most
     ``max_client_connections`` are open at once (one more gets a 503). ``reuse_port`` binds with
-    SO_REUSEPORT so several balancer processes can share one port.
+    SO_REUSEPORT so several balancer processes can share one port. ``hedge``: a POST or GET with
+    no answer after ``HEDGE_MULTIPLE`` times the slowest other replica's latency average (at least
+    ``hedge_min_s``) is sent to another replica too; the first answer wins.
     """
 
     replicas: tuple[ReplicaTarget, ...]
@@ -105,6 +107,8 @@ class BalancerConfig:
     client_idle_timeout_s: float = 60.0
     max_client_connections: int = 8192
     reuse_port: bool = False
+    hedge: bool = False
+    hedge_min_s: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, (list, tuple)):
@@ -141,6 +145,9 @@ class BalancerConfig:
         )
         if not isinstance(self.reuse_port, bool):
             raise SpecError("BalancerConfig.reuse_port", self.reuse_port, "True or False")
+        if not isinstance(self.hedge, bool):
+            raise SpecError("BalancerConfig.hedge", self.hedge, "True or False")
+        _check_number("BalancerConfig.hedge_min_s", self.hedge_min_s, 0.001, 3600)
 
     @classmethod
     def from_spec(
@@ -176,6 +183,8 @@ class BalancerConfig:
         ]  # fmt: skip
         if self.reuse_port:
             args.append("--reuse-port")
+        if self.hedge:
+            args += ["--hedge", "--hedge-min", repr(float(self.hedge_min_s))]
         for replica in self.replicas:
             node = f"@{replica.node}" if replica.node else ""
             args += ["--replica", f"{replica.name}={replica.url}{node}"]

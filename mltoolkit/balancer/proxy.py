@@ -38,6 +38,11 @@ from mltoolkit.balancer.upstream import (
 logger = logging.getLogger("mltoolkit.balancer")
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+# Requests a hedge may copy: predictions (POST) and reads; model servers answer both without
+# side effects.
+_HEDGED_METHODS = frozenset({b"POST", b"GET", b"HEAD"})
+# A request waits this many times the slowest other replica's latency average before it is hedged.
+HEDGE_MULTIPLE = 3.0
 
 
 def parse_in_flight(value: str | None) -> int | None:
@@ -72,6 +77,7 @@ class Balancer:
         self.states: list[ReplicaState] = []  # replaced, never mutated: iterations stay valid
         self._replicas: dict[str, _Replica] = {}
         self._traffic: dict[str, ReplicaTraffic] = {}  # what each replica served
+        self.hedged: dict[str, int] = {}  # copies of stuck requests sent to each replica
         self._draining: frozenset[str] = frozenset()
         self._health_session: aiohttp.ClientSession | None = None
         self._changed = asyncio.Event()
@@ -216,6 +222,7 @@ class Balancer:
                     "latency_ewma_s": s.latency_ewma_s,
                     "parallel_seen": s.parallel_seen,
                     "connections_opened": self._replicas[s.name].pool.opened,
+                    "hedged": self.hedged.get(s.name, 0),
                 }
                 for s in self.states
             ],
@@ -247,6 +254,9 @@ class Balancer:
         """
         loop = self._loop
         deadline = loop.time() + self.config.request_timeout_s
+        if self.config.hedge and request.method in _HEDGED_METHODS:
+            self._spawn(self.handle(request, deadline), done)  # hedging needs a task to wait
+            return
         state = self.policy.choose(self.states, self._draining)
         if state is None:
             self._spawn(self.handle(request, deadline), done)
@@ -358,6 +368,8 @@ class Balancer:
                 if head is None:
                     head = self._request_head(request)
                 try:
+                    if self.config.hedge and request.method in _HEDGED_METHODS:
+                        return await self._forward_hedged(replica, request, head, deadline, fresh, begun)
                     return await self._forward(replica, request, head, deadline, fresh, begun)
                 except UpstreamLost as exc:
                     tried.append(replica.name)
@@ -406,6 +418,71 @@ class Balancer:
             state.served += 1
             state.answered_since_probe += 1
         return Reply(status, answer.reason, returned_response_head(answer.headers), answer.body)
+
+    def hedge_delay(self, state: ReplicaState) -> float | None:
+        """How long a request may wait on ``state`` before a copy goes to another replica:
+        ``HEDGE_MULTIPLE`` times the slowest latency average of the *other* replicas in rotation
+        (what an answer normally takes there), at least ``config.hedge_min_s``; None while no other
+        replica has answered yet."""
+        others = [
+            s.latency_ewma_s for s in self.states
+            if s is not state and s.healthy and s.latency_ewma_s is not None
+        ]  # fmt: skip
+        if not others:
+            return None
+        return max(self.config.hedge_min_s, HEDGE_MULTIPLE * max(others))
+
+    async def _forward_hedged(
+        self,
+        state: ReplicaState,
+        request: ProxyRequest,
+        head: bytes,
+        deadline: float,
+        fresh: bool,
+        begun: tuple[int, float] | None,
+    ) -> Reply:
+        """``_forward``, and if no answer came within ``hedge_delay``, the same request to
+        another replica too: the first answer wins, the other attempt is cancelled (counted
+        failed on its replica). Predictions are idempotent, so the copy is safe."""
+        loop = self._loop
+        primary = loop.create_task(self._forward(state, request, head, deadline, fresh, begun))
+        delay = self.hedge_delay(state)
+        if delay is not None:
+            done, _ = await asyncio.wait({primary}, timeout=min(delay, max(0.0, deadline - loop.time())))
+            if not done:
+                other = self.policy.choose(self.states, self._draining | {state.name})
+                if other is not None:
+                    return await self._race(primary, other, request, head, deadline)
+        return await primary
+
+    async def _race(
+        self,
+        primary: asyncio.Task[Reply],
+        other: ReplicaState,
+        request: ProxyRequest,
+        head: bytes,
+        deadline: float,
+    ) -> Reply:
+        self.hedged[other.name] = self.hedged.get(other.name, 0) + 1
+        self._traffic[other.name].hedged += 1
+        logger.info("hedging a request stuck on a replica: a copy goes to %s", other.name)
+        hedge = self._loop.create_task(self._forward(other, request, head, deadline, False, None))
+        pending = {primary, hedge}
+        error: BaseException | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is None:
+                        return task.result()
+                    error = error or task.exception()
+            assert error is not None
+            raise error
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def _forward(
         self,

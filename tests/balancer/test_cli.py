@@ -37,6 +37,8 @@ def test_the_command_line_rebuilds_a_config():
         client_idle_timeout_s=5.0,
         max_client_connections=77,
         reuse_port=True,
+        hedge=True,
+        hedge_min_s=0.3,
     )
     assert config_from_args(config.to_cli_args()) == config
 
