@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import resource
 import socket
@@ -238,8 +239,11 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_limit():
     assert raise_open_file_limit() >= soft
 
 
-async def test_the_balancer_answers_while_idle_connections_pile_up(replicas, start_balancer, client):
-    """Many idle connections over the cap: refused cleanly, and others are still served."""
+async def test_the_balancer_answers_while_idle_connections_pile_up(
+    replicas, start_balancer, client, caplog
+):
+    """Many idle connections over the cap: refused cleanly, others still served, one log line."""
+    caplog.set_level(logging.INFO, logger="mltoolkit.balancer")
     a = await replicas("a")
     lb = await start_balancer([a], max_client_connections=50)
     host, port = lb.url.removeprefix("http://").split(":")
@@ -258,3 +262,6 @@ async def test_the_balancer_answers_while_idle_connections_pile_up(replicas, sta
     await wait_until(lambda: lb.server.client_report()["open"] == 0, what="connections closed")
     async with client.get(lb.url + "/echo/after") as response:
         assert response.status == 201
+    # 70+ refusals, one warning: the log does not fill up with them
+    refusals = [r for r in caplog.records if "refusing client connections" in r.getMessage()]
+    assert len(refusals) == 1 and "--max-client-connections" in refusals[0].getMessage()
