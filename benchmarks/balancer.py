@@ -1,18 +1,25 @@
 """What a balancer costs: added latency and maximum throughput of mltoolkit's balancer against
 nginx and HAProxy (round robin and least connections), and against calling a replica directly.
 
-    .venv/bin/python benchmarks/balancer.py                    # 3 rounds of 10 s per cell (~8 min)
+    .venv/bin/python benchmarks/balancer.py                    # both upstreams, 3 rounds of 10 s
     .venv/bin/python benchmarks/balancer.py --quick            # 1 round of 2 s: a smoke test
-    .venv/bin/python benchmarks/balancer.py --upstream model   # in front of 2 of our model servers
+    .venv/bin/python benchmarks/balancer.py --upstream model   # only in front of 2 model servers
+    .venv/bin/python benchmarks/balancer.py --repetitions 2 --duration 5 --only ewma least  # ~5 min
 
 Each balancer runs as one process with one thread, pinned to core 1; wrk and the replicas share
 core 0. By default the replicas are a trivial fast upstream (one nginx process answering a fixed
 prediction on 4 ports), so what a balancer adds is its own cost; ``--upstream model`` puts real
-model servers (mltoolkit.serving, batching on) behind it instead. Every request is the 1-row
+model servers (mltoolkit.serving, batching on) behind it instead; ``--upstream both`` (the
+default) runs the static phase, then the model phase, in one run. With model servers,
+``direct fleet`` is one wrk per replica at once (the connections split between them): what the
+replicas serve together without a balancer. Every request is the 1-row
 ``POST /predict`` body. Per round, each system in turn (alternating order): start it, check that
 answers through it are the replicas' answers, warm up, then wrk with 1 connection (added latency,
 against ``direct`` in the same round) and 64 connections (maximum throughput), then stop it.
 Medians over rounds with [min-max]; raw runs go to benchmarks/results/balancer-*-runs.csv.
+The benchmark ends with issue 10's goal lines for mltoolkit's default policy (met / NOT met):
+req/s at 64 connections >= 50% of nginx least_conn's, added p50 and p99 at 1 connection <= 2x
+nginx's (static upstream), and the model fleet through it >= 90% of the fleet served directly.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +39,9 @@ from typing import Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers.balancer_report import balancer_cells, balancer_table  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from peers.balancer_report import balancer_cells, balancer_table, fleet_goal, static_goals  # noqa: E402
 from peers.output import log, machine_line, one_line, save_results  # noqa: E402
 from peers.processes import (  # noqa: E402
     ServerFailed,
@@ -45,6 +54,9 @@ from peers.processes import (  # noqa: E402
 )
 from peers.proxies import (  # noqa: E402
     DIRECT,
+    DIRECT_FLEET,
+    NGINX_LEAST,
+    OURS,
     Balancer,
     balancer_command,
     select_balancers,
@@ -52,7 +64,7 @@ from peers.proxies import (  # noqa: E402
 )
 from peers.results import Cell, Results  # noqa: E402
 from peers.servers import BLAS_ENV, MODEL_NAME, request_body  # noqa: E402
-from peers.wrk import WrkError, run_wrk  # noqa: E402
+from peers.wrk import WrkError, WrkResult, run_wrk  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 READY_PATH = "/v2/health/ready"
@@ -65,8 +77,8 @@ class Settings:
     duration_s: int = 10
     warmup_s: int = 2
     connections: tuple[int, ...] = (1, 64)
-    upstream: str = "static"
-    replicas: int = 4
+    upstream: str = "both"
+    replicas: int | None = None  # None: 4 static, 2 model
     balancer_cpu: int = 1
     load_cpu: int = 0
     only: tuple[str, ...] = ()
@@ -77,8 +89,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s per cell: a smoke test")
     parser.add_argument("--repetitions", type=int, help="rounds (default 3)")
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default 10)")
-    parser.add_argument("--upstream", choices=("static", "model"), default="static",
-                        help="static: a trivial fast nginx upstream (default); model: our model servers")
+    parser.add_argument("--upstream", choices=("static", "model", "both"), default="both",
+                        help="static: a trivial fast nginx upstream; model: our model servers; "
+                             "both (default): one after the other")
     parser.add_argument("--replicas", type=int,
                         help="replicas behind the balancer (default 4 static, 2 model)")
     parser.add_argument("--only", nargs="+", default=[],
@@ -90,19 +103,25 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         duration_s=base.duration_s if args.duration is None else args.duration,
         warmup_s=base.warmup_s,
         upstream=args.upstream,
-        replicas=(4 if args.upstream == "static" else 2) if args.replicas is None else args.replicas,
+        replicas=args.replicas,
         only=tuple(args.only),
     )
     for name, value, low, high in (("--repetitions", settings.repetitions, 1, 100),
                                    ("--duration", settings.duration_s, 1, 3600),
                                    ("--replicas", settings.replicas, 1, 16)):  # fmt: skip
-        if not low <= value <= high:
+        if value is not None and not low <= value <= high:
             parser.error(f"{name} must be from {low} to {high}; got {value}")
     try:
         select_balancers(settings.only)
     except ValueError as exc:
         parser.error(str(exc))
     return settings
+
+
+def phase_settings(settings: Settings, upstream: str) -> Settings:
+    """The settings of one phase: one upstream kind, its replica count decided."""
+    replicas = settings.replicas or (4 if upstream == "static" else 2)
+    return replace(settings, upstream=upstream, replicas=replicas)
 
 
 class Upstreams:
@@ -179,6 +198,31 @@ def measure(label: str, url: str, repetition: int, settings: Settings, body_file
             f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}")
 
 
+def measure_fleet(urls: Sequence[str], repetition: int, settings: Settings, body_file: Path,
+                  results: Results) -> None:
+    """Every replica called directly at once, one wrk each, the connections split between them;
+    the row adds their req/s, and takes the worst p50/p99 of them."""
+    conns = max(settings.connections)
+    per = [conns // len(urls) + (1 if i < conns % len(urls) else 0) for i in range(len(urls))]
+    with ThreadPoolExecutor(len(urls)) as pool:
+        runs = list(pool.map(
+            lambda pair: run_wrk(pair[0] + PREDICT_PATH, pair[1], settings.duration_s,
+                                 body_file=body_file, cpu=settings.load_cpu),
+            [(url, n) for url, n in zip(urls, per) if n > 0],
+        ))  # fmt: skip
+    duration = max(r.duration_s for r in runs)
+    result = WrkResult(
+        requests=round(sum(r.requests_per_s for r in runs) * duration), duration_s=duration,
+        p50_ms=max(r.p50_ms for r in runs), p90_ms=max(r.p90_ms for r in runs),
+        p99_ms=max(r.p99_ms for r in runs), mean_ms=max(r.mean_ms for r in runs),
+        max_ms=max(r.max_ms for r in runs), status_errors=sum(r.status_errors for r in runs),
+        socket_errors=sum(r.socket_errors for r in runs),
+    )  # fmt: skip
+    results.add(Cell(DIRECT_FLEET.label, 1, conns), repetition, result)
+    log(f"  {DIRECT_FLEET.label}, {conns} conns over {len(runs)} replicas: "
+        f"{result.requests_per_s:.0f} req/s, errors {result.errors}")
+
+
 def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], settings: Settings,
                rundir: Path, body_file: Path, results: Results) -> None:
     """Start ``balancer`` (not for ``direct``), check it, measure it, stop it (always)."""
@@ -186,6 +230,9 @@ def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], se
     log(f"round {repetition + 1}: {balancer.label}")
     if balancer == DIRECT:
         measure(balancer.label, direct_url + PREDICT_PATH, repetition, settings, body_file, results)
+        return
+    if balancer == DIRECT_FLEET:
+        measure_fleet(list(replicas.values()), repetition, settings, body_file, results)
         return
     port = free_port()
     command = pinned(balancer_command(balancer, port, replicas, rundir), settings.balancer_cpu)
@@ -212,6 +259,30 @@ def available(balancers: Sequence[Balancer], results: Results) -> list[Balancer]
     return runnable
 
 
+def cells(balancers: Sequence[Balancer], settings: Settings) -> list[Cell]:
+    """The table's rows: every system at every connection count, the direct fleet only at the most."""
+    rows = balancer_cells([b for b in balancers if b != DIRECT_FLEET], settings.connections)
+    if DIRECT_FLEET in balancers:
+        rows.insert(len(settings.connections), Cell(DIRECT_FLEET.label, 1, max(settings.connections)))
+    return rows
+
+
+def phase_systems(balancers: Sequence[Balancer], upstream: str) -> list[Balancer]:
+    """With model servers the direct fleet joins, right after direct."""
+    if upstream != "model":
+        return list(balancers)
+    return [balancers[0], DIRECT_FLEET, *balancers[1:]]
+
+
+def goal_lines(phase_results: dict[str, Results], settings: Settings) -> list[str]:
+    lines = []
+    if "static" in phase_results:
+        lines += static_goals(phase_results["static"], OURS, NGINX_LEAST, settings.connections)
+    if "model" in phase_results:
+        lines.append(fleet_goal(phase_results["model"], OURS, settings.connections))
+    return lines
+
+
 def report(results: Results, balancers: Sequence[Balancer], settings: Settings, started: str,
            finished: str) -> str:
     upstream = (
@@ -228,7 +299,7 @@ def report(results: Results, balancers: Sequence[Balancer], settings: Settings, 
         "req/s, p50, p99 (wrk, closed loop): median [min-max] over rounds; 'added' latency and "
         "'x direct' are paired with calling one replica directly in the same round",
         "",
-        balancer_table(results, balancer_cells(balancers, settings.connections)),
+        balancer_table(results, cells(balancers, settings)),
     ]
     if settings.upstream == "static":
         lines += ["", "At 64 connections 'direct' is the ceiling of wrk and the upstream sharing "
@@ -243,17 +314,40 @@ def report(results: Results, balancers: Sequence[Balancer], settings: Settings, 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
-    if settings.upstream == "static" and shutil.which("nginx") is None:
+    if settings.upstream != "model" and shutil.which("nginx") is None:
         missing.append("nginx")
     if missing:
         sys.exit(f"needs {', '.join(missing)} (apt-get install -y wrk util-linux nginx)")
     raise_keyboard_interrupt_on_sigterm()
-    results = Results()
     balancers = select_balancers(settings.only)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    phases = ("static", "model") if settings.upstream == "both" else (settings.upstream,)
+    texts: list[str] = []
+    phase_results: dict[str, Results] = {}
+    interrupted = False
+    for upstream in phases:
+        phase = phase_settings(settings, upstream)
+        results = Results()
+        systems = phase_systems(balancers, upstream)
+        text, interrupted = run_phase(phase, systems, results, stamp)
+        texts.append(text)
+        phase_results[upstream] = results
+        if interrupted:
+            break
+    goals = goal_lines(phase_results, settings)
+    if OURS not in balancers or NGINX_LEAST not in balancers:
+        goals.append(f"goals need {OURS.label!r} and {NGINX_LEAST.label!r}: leave them in --only")
+    print("\n\n".join(texts))
+    print("\n" + "\n".join(goals))
+    return 130 if interrupted else 0
+
+
+def run_phase(settings: Settings, balancers: Sequence[Balancer], results: Results,
+              stamp: str) -> tuple[str, bool]:
+    """Start the upstreams, measure every system in rounds, stop everything; (report, interrupted)."""
     runnable = available(balancers, results)
     started = machine_line()
-    log(f"machine: {started}")
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    log(f"{settings.upstream} upstream; machine: {started}")
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="balancer-bench-") as tmp:
         rundir = Path(tmp)
@@ -278,11 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             upstreams.stop()
     text = report(results, balancers, settings, started, machine_line())
-    print(text)
     if results.runs:
-        csv_path = save_results(results, text, RESULTS_DIR, f"balancer-{stamp}")
+        csv_path = save_results(results, text, RESULTS_DIR, f"balancer-{settings.upstream}-{stamp}")
         log(f"raw runs: {csv_path}")
-    return 130 if interrupted else 0
+    return text, interrupted
 
 
 if __name__ == "__main__":

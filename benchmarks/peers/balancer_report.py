@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from peers.proxies import DIRECT, Balancer
+from peers.proxies import DIRECT, DIRECT_FLEET, Balancer
 from peers.results import Cell, Results
 from peers.stats import render_table
 
@@ -36,3 +36,50 @@ def balancer_table(results: Results, cells: Sequence[Cell]) -> str:
             results.ratio(cell, base).format(2) if compared else "-",
         ))  # fmt: skip
     return render_table(HEADERS, lines)
+
+
+# Issue 10's goals for our balancer (its default policy), measured side by side in one run.
+THROUGHPUT_VS_NGINX = 0.5  # req/s at the most connections, at least this fraction of nginx's
+ADDED_LATENCY_VS_NGINX = 2.0  # added p50 and p99 at one connection, at most this multiple
+FLEET_SHARE = 0.9  # model replicas through the balancer: at least this fraction of them direct
+# nginx's added latency is a few hundredths of a millisecond, within noise of zero: a floor keeps
+# the ratio meaningful
+ADDED_FLOOR_MS = 0.01
+
+
+def _verdict(met: bool | None) -> str:
+    return "no data" if met is None else ("met" if met else "NOT met")
+
+
+def static_goals(results: Results, ours: Balancer, nginx: Balancer, connections: Sequence[int]) -> list[str]:
+    """The goal lines against nginx with the trivial upstream: throughput at the most
+    connections, added p50 and p99 at the fewest."""
+    few, many = min(connections), max(connections)
+    lines = []
+    ratio = results.ratio(Cell(ours.label, 1, many), Cell(nginx.label, 1, many))
+    met = None if ratio.count == 0 else ratio.median >= THROUGHPUT_VS_NGINX
+    lines.append(f"goal: {ours.label} req/s at {many} conns >= {THROUGHPUT_VS_NGINX:.0%} of "
+                 f"{nginx.label}'s: {ratio.format(2)}x -> {_verdict(met)}")  # fmt: skip
+    base = Cell(DIRECT.label, 1, few)
+    for metric, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        mine = results.difference(Cell(ours.label, 1, few), base, metric)
+        theirs = results.difference(Cell(nginx.label, 1, few), base, metric)
+        if mine.count == 0 or theirs.count == 0:
+            met, text = None, "-"
+        else:
+            multiple = max(mine.median, 0.0) / max(theirs.median, ADDED_FLOOR_MS)
+            met = multiple <= ADDED_LATENCY_VS_NGINX
+            text = f"{mine.median:.3f} ms vs {theirs.median:.3f} ms = {multiple:.2f}x"
+        lines.append(f"goal: {ours.label} added {name} at {few} conn <= {ADDED_LATENCY_VS_NGINX:g}x "
+                     f"{nginx.label}'s: {text} -> {_verdict(met)}")  # fmt: skip
+    return lines
+
+
+def fleet_goal(results: Results, ours: Balancer, connections: Sequence[int]) -> str:
+    """The goal line with model-server replicas: the fleet through our balancer against the
+    same replicas called directly, all at once (paired by round)."""
+    many = max(connections)
+    ratio = results.ratio(Cell(ours.label, 1, many), Cell(DIRECT_FLEET.label, 1, many))
+    met = None if ratio.count == 0 else ratio.median >= FLEET_SHARE
+    return (f"goal: model replicas through {ours.label} at {many} conns >= {FLEET_SHARE:.0%} of "
+            f"the same replicas served directly: {ratio.format(2)}x -> {_verdict(met)}")  # fmt: skip

@@ -1,8 +1,9 @@
 """The balancers benchmarks/balancer.py compares, their configurations (pure), and the upstreams
 they sit in front of.
 
-Systems: ``direct`` (wrk calls one replica, no balancer: the baseline), mltoolkit's balancer
-(``round_robin``, ``least_request``), nginx (round robin, ``least_conn``) and HAProxy
+Systems: ``direct`` (wrk calls one replica, no balancer: the baseline), ``direct fleet`` (one wrk
+per replica at once, no balancer: what the replicas serve together), mltoolkit's balancer
+(``ewma``, the default policy, ``round_robin``, ``least_request``), nginx (round robin, ``least_conn``) and HAProxy
 (``roundrobin``, ``leastconn``), each one process with one thread. Configurations are generated from
 ``proxy_configs/*.template``; ``launch`` only writes files and returns the command.
 """
@@ -29,12 +30,18 @@ class Balancer:
 
     @property
     def label(self) -> str:
-        return "direct (no balancer)" if self.kind == "direct" else f"{self.kind} {self.method}"
+        if self.kind == "direct":
+            return "direct (no balancer)" if self.method == "-" else "direct fleet (no balancer)"
+        return f"{self.kind} {self.method}"
 
 
 DIRECT = Balancer("direct", "-")
+DIRECT_FLEET = Balancer("direct", "fleet")
+OURS = Balancer("mltoolkit", "ewma")  # the default policy: the goals are measured on it
+NGINX_LEAST = Balancer("nginx", "least_conn")
 BALANCERS: tuple[Balancer, ...] = (
     DIRECT,
+    OURS,
     Balancer("mltoolkit", "round_robin"),
     Balancer("mltoolkit", "least_request"),
     Balancer("nginx", "round_robin"),

@@ -1,9 +1,9 @@
 """Request routing across replicas: an HTTP reverse proxy with pluggable policies.
 
-In-process: ``create_app(BalancerConfig(...))``; as a process: ``python -m mltoolkit.balancer``.
+In-process: ``server = await start_server(BalancerConfig(...))`` (``server.url``,
+``server.balancer``, ``await server.close()``); as a process: ``python -m mltoolkit.balancer``.
 """
 
-from mltoolkit.balancer.app import BALANCER_KEY, create_app
 from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget, parse_replica
 from mltoolkit.balancer.policies import (
     DEFAULT_POLICY,
@@ -18,11 +18,12 @@ from mltoolkit.balancer.policies import (
     policy_names,
 )
 from mltoolkit.balancer.proxy import Balancer
+from mltoolkit.balancer.server import BalancerServer, start_server
 
 __all__ = [
-    "BALANCER_KEY",
     "Balancer",
     "BalancerConfig",
+    "BalancerServer",
     "DEFAULT_POLICY",
     "Ewma",
     "LateBinding",
@@ -33,7 +34,7 @@ __all__ = [
     "ReplicaState",
     "ReplicaTarget",
     "RoundRobin",
-    "create_app",
     "parse_replica",
     "policy_names",
+    "start_server",
 ]

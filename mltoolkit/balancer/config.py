@@ -82,6 +82,13 @@ class BalancerConfig:
     put back after one passing probe. ``retries`` is how many other replicas a request may try
     after a connection-level failure. ``request_timeout_s`` bounds a whole request, retries and
     waiting included (then 504).
+    Clients: a request's headers must arrive within ``client_header_timeout_s`` of its first
+    byte and its body within ``client_body_timeout_s`` after them (else 408); an idle
+    keep-alive connection is closed after ``client_idle_timeout_s``; at most
+    ``max_client_connections`` are open at once (one more gets a 503). ``reuse_port`` binds with
+    SO_REUSEPORT so several balancer processes can share one port. ``hedge``: a POST or GET with
+    no answer after ``HEDGE_MULTIPLE`` times the slowest other replica's latency average (at least
+    ``hedge_min_s``) is sent to another replica too; the first answer wins.
     """
 
     replicas: tuple[ReplicaTarget, ...]
@@ -95,6 +102,13 @@ class BalancerConfig:
     request_timeout_s: float = 30.0
     max_request_bytes: int = 2**30
     max_connections_per_replica: int = 100
+    client_header_timeout_s: float = 10.0
+    client_body_timeout_s: float = 60.0
+    client_idle_timeout_s: float = 60.0
+    max_client_connections: int = 8192
+    reuse_port: bool = False
+    hedge: bool = False
+    hedge_min_s: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, (list, tuple)):
@@ -123,6 +137,17 @@ class BalancerConfig:
             "BalancerConfig.max_connections_per_replica", self.max_connections_per_replica, 1, 10_000,
             whole=True,
         )  # fmt: skip
+        _check_number("BalancerConfig.client_header_timeout_s", self.client_header_timeout_s, 0.05, 3600)
+        _check_number("BalancerConfig.client_body_timeout_s", self.client_body_timeout_s, 0.05, 3600)
+        _check_number("BalancerConfig.client_idle_timeout_s", self.client_idle_timeout_s, 0.05, 3600)
+        _check_number(
+            "BalancerConfig.max_client_connections", self.max_client_connections, 1, 1_000_000, whole=True
+        )
+        if not isinstance(self.reuse_port, bool):
+            raise SpecError("BalancerConfig.reuse_port", self.reuse_port, "True or False")
+        if not isinstance(self.hedge, bool):
+            raise SpecError("BalancerConfig.hedge", self.hedge, "True or False")
+        _check_number("BalancerConfig.hedge_min_s", self.hedge_min_s, 0.001, 3600)
 
     @classmethod
     def from_spec(
@@ -151,7 +176,15 @@ class BalancerConfig:
             "--timeout", repr(float(self.request_timeout_s)),
             "--max-request-bytes", str(self.max_request_bytes),
             "--max-connections-per-replica", str(self.max_connections_per_replica),
+            "--client-header-timeout", repr(float(self.client_header_timeout_s)),
+            "--client-body-timeout", repr(float(self.client_body_timeout_s)),
+            "--client-idle-timeout", repr(float(self.client_idle_timeout_s)),
+            "--max-client-connections", str(self.max_client_connections),
         ]  # fmt: skip
+        if self.reuse_port:
+            args.append("--reuse-port")
+        if self.hedge:
+            args += ["--hedge", "--hedge-min", repr(float(self.hedge_min_s))]
         for replica in self.replicas:
             node = f"@{replica.node}" if replica.node else ""
             args += ["--replica", f"{replica.name}={replica.url}{node}"]

@@ -7,9 +7,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from mltoolkit.balancer import BALANCER_KEY, Balancer, BalancerConfig, ReplicaTarget, create_app
+from mltoolkit.balancer import Balancer, BalancerConfig, BalancerServer, ReplicaTarget, start_server
 
 from .fakes import ClosingServer, FakeReplica
 
@@ -45,6 +44,7 @@ async def closing_server() -> AsyncIterator[ClosingServer]:
 class RunningBalancer:
     url: str
     balancer: Balancer
+    server: BalancerServer
 
     def state(self, name: str) -> Any:
         return next(s for s in self.balancer.states if s.name == name)
@@ -57,7 +57,7 @@ async def start_balancer() -> AsyncIterator[Callable[..., Awaitable[RunningBalan
     Targets are ReplicaTargets or anything with ``name`` and ``url`` (FakeReplica, ClosingServer,
     Address).
     """
-    runners: list[web.AppRunner] = []
+    servers: list[BalancerServer] = []
 
     async def start(targets: list[Any], **settings: Any) -> RunningBalancer:
         config = BalancerConfig(
@@ -67,18 +67,13 @@ async def start_balancer() -> AsyncIterator[Callable[..., Awaitable[RunningBalan
             ),
             **settings,
         )
-        app = create_app(config)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        runners.append(runner)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return RunningBalancer(url=f"http://{host}:{port}", balancer=app[BALANCER_KEY])
+        server = await start_server(config)
+        servers.append(server)
+        return RunningBalancer(url=server.url, balancer=server.balancer, server=server)
 
     yield start
-    for runner in runners:
-        await runner.cleanup()
+    for server in servers:
+        await server.close(grace_s=1.0)
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ class FakeReplica:
         self.in_progress = 0  # /predict requests being answered now
         self.max_in_progress = 0  # the most /predict requests it ever answered at once
         self.received: list[str] = []  # paths of every request except health probes
+        self.peers: set[tuple[str, int]] = set()  # client addresses requests came from
         self._gate: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
 
@@ -87,8 +88,12 @@ class FakeReplica:
         return web.json_response({"ready": self.health_status == 200}, status=self.health_status,
                                  headers=self._headers())  # fmt: skip
 
-    async def _predict(self, request: web.Request) -> web.Response:
+    def _arrived(self, request: web.Request) -> None:
         self.received.append(request.path)
+        self.peers.add(request.transport.get_extra_info("peername")[:2])
+
+    async def _predict(self, request: web.Request) -> web.Response:
+        self._arrived(request)
         self.predicts += 1
         self.in_progress += 1
         self.max_in_progress = max(self.max_in_progress, self.in_progress)
@@ -105,7 +110,7 @@ class FakeReplica:
         return web.json_response({"predictions": predictions, "replica": self.name}, headers=headers)
 
     async def _echo(self, request: web.Request) -> web.Response:
-        self.received.append(request.path)
+        self._arrived(request)
         body = await request.read()
         document = {
             "method": request.method,
@@ -126,7 +131,7 @@ class FakeReplica:
         return response
 
     async def _status(self, request: web.Request) -> web.Response:
-        self.received.append(request.path)
+        self._arrived(request)
         status = int(request.match_info["code"])
         return web.json_response({"status": status, "replica": self.name}, status=status,
                                  headers=self._headers())  # fmt: skip
@@ -149,6 +154,117 @@ class FakeReplica:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+
+class HalfAnswerServer:
+    """Answers health probes, but hangs up on every other request after half an answer: the
+    status line, headers with a Content-Length of 100, and 7 bytes of body."""
+
+    def __init__(self, name: str = "half") -> None:
+        self.name = name
+        self.port = free_port()
+        self.requests = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+                await reader.readexactly(length)
+                if head.startswith(b"GET /v2/health/ready "):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    continue
+                self.requests += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                await writer.drain()
+                break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def start(self) -> HalfAnswerServer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+
+class OneAnswerPerConnection(HalfAnswerServer):
+    """Answers the first request on each connection (keeping it open), then closes the connection
+    without a byte when the next request arrives on it: a keep-alive connection the server
+    dropped just as the client reused it."""
+
+    def __init__(self, name: str = "oneshot") -> None:
+        super().__init__(name)
+        self.dropped = 0
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = False
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+                await reader.readexactly(length)
+                if answered:
+                    self.dropped += 1
+                    break
+                answered = True
+                if not head.startswith(b"GET /v2/health/ready "):
+                    self.requests += 1
+                body = b'{"predictions": [3]}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"X-Replica: %s\r\nContent-Length: %d\r\n\r\n%s"
+                             % (self.name.encode(), len(body), body))  # fmt: skip
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+async def raw_request(url: str, data: bytes, timeout_s: float = 15.0) -> bytes:
+    """Send ``data`` as is on a new connection to ``url``; everything read until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        return await asyncio.wait_for(reader.read(), timeout_s)
+    finally:
+        writer.close()
+
+
+def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """The HTTP/1.1 responses in ``data``, in order: (status, headers lower-cased, body)."""
+    import httptools
+
+    responses: list[tuple[int, dict[str, str], bytes]] = []
+
+    class Collector:
+        def on_message_begin(self) -> None:
+            self.headers: dict[str, str] = {}
+            self.body = b""
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers[name.decode().lower()] = value.decode()
+
+        def on_body(self, body: bytes) -> None:
+            self.body += body
+
+        def on_message_complete(self) -> None:
+            responses.append((parser.get_status_code(), self.headers, self.body))
+
+    parser = httptools.HttpResponseParser(Collector())
+    parser.feed_data(data)
+    return responses
 
 
 class ClosingServer:

@@ -32,6 +32,13 @@ def test_the_command_line_rebuilds_a_config():
         health_interval_s=0.1,
         retries=2,
         request_timeout_s=7.5,
+        client_header_timeout_s=3.0,
+        client_body_timeout_s=4.0,
+        client_idle_timeout_s=5.0,
+        max_client_connections=77,
+        reuse_port=True,
+        hedge=True,
+        hedge_min_s=0.3,
     )
     assert config_from_args(config.to_cli_args()) == config
 
@@ -61,6 +68,8 @@ def test_defaults_follow_the_contract():
         ([*ONE, "--weight", "b=2"], "--weight: 'b' is not a --replica name"),
         ([*ONE, "--weight", "a=0"], "--weight: ReplicaTarget.weight: 0.0 is not allowed"),
         ([*ONE, "--weight", "a"], "--weight: 'a' is not NAME=WEIGHT"),
+        ([*ONE, "--client-header-timeout", "0"], "--client-header-timeout: 0.0 is not allowed"),
+        ([*ONE, "--max-client-connections", "0"], "--max-client-connections: 0 is not allowed"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_option(argv, message, capsys):

@@ -407,3 +407,87 @@ async def test_a_held_request_times_out_with_a_504(holding_policies, replicas, s
         assert response.status == 504
         assert "no replica became free" in (await response.json())["error"]
     assert a.predicts == 0
+
+
+# -- replicas joining and leaving at run time -----------------------------------------------------
+
+
+async def test_a_replica_added_at_run_time_gets_traffic(replicas, start_balancer, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    lb = await start_balancer([a], policy="round_robin")
+    assert {(await predict(client, lb.url))[1] for _ in range(4)} == {"a"}
+    await lb.balancer.add_replica(ReplicaTarget("b", b.url, node="node-1"))
+    assert Counter([(await predict(client, lb.url))[1] for _ in range(4)]) == {"a": 2, "b": 2}
+    doc = await replicas_doc(client, lb.url)
+    assert [(r["name"], r["node"], r["healthy"]) for r in doc["replicas"]] == [
+        ("a", "", True), ("b", "node-1", True),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="'b' is already in use"):
+        await lb.balancer.add_replica(ReplicaTarget("b", b.url))
+
+
+async def test_a_draining_replica_finishes_its_requests_and_gets_no_new_ones(
+    replicas, start_balancer, client
+):
+    a = await replicas("a")
+    b = await replicas("b")
+    lb = await start_balancer([a, b], policy="round_robin")
+    b.hold()
+    held = await _occupy(b, lb.url, client)
+    drained = asyncio.create_task(lb.balancer.drain_replica("b"))
+    await wait_until(lambda: lb.balancer.report()["replicas"][1]["draining"], what="b draining")
+    # While b drains: new requests all go to a, and b's request in flight is not cut off.
+    assert {(await predict(client, lb.url))[1] for _ in range(6)} == {"a"}
+    assert b.predicts == 1
+    await asyncio.sleep(0.2)  # the drain must still be waiting for b's request
+    assert not drained.done()
+    b.release()
+    assert (await held)[:2] == (200, "b")
+    await asyncio.wait_for(drained, 15)
+    doc = await replicas_doc(client, lb.url)
+    assert [r["name"] for r in doc["replicas"]] == ["a"]
+    with pytest.raises(ValueError, match="no replica named 'b'"):
+        await lb.balancer.drain_replica("b")
+
+
+# -- hedging a request stuck on a replica ---------------------------------------------------------
+
+
+async def test_a_request_stuck_on_a_replica_is_hedged_to_another(replicas, start_balancer, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    lb = await start_balancer([a, b], policy="round_robin", hedge=True, hedge_min_s=0.2)
+    for _ in range(4):  # a, b, a, b: both have latency averages now
+        assert (await predict(client, lb.url))[0] == 200
+    a.hold()  # a stops answering, as a stopped (SIGSTOP) process would
+    # a's turn: the request waits there, then a copy goes to b, whose answer comes back.
+    assert (await predict(client, lb.url))[:2] == (200, "b")
+    assert a.predicts == 3 and b.predicts == 3
+    rows = {r["name"]: r for r in (await replicas_doc(client, lb.url))["replicas"]}
+    assert (rows["a"]["hedged"], rows["b"]["hedged"]) == (0, 1)
+    await wait_until(lambda: lb.state("a").in_flight == 0, what="the stuck attempt cancelled")
+    assert lb.state("a").failed == 1  # the attempt a never answered
+    a.release()
+    # Answers that come in time are never copied.
+    for _ in range(4):
+        assert (await predict(client, lb.url))[0] == 200
+    rows = {r["name"]: r for r in (await replicas_doc(client, lb.url))["replicas"]}
+    assert rows["b"]["hedged"] == 1 and rows["a"]["hedged"] == 0
+    async with client.get(lb.url + "/-/metrics") as response:
+        assert 'mltoolkit_balancer_hedged_total{replica="b",node=""} 1' in await response.text()
+
+
+async def test_without_hedging_a_stuck_request_waits_for_its_replica(replicas, start_balancer, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    lb = await start_balancer([a, b], policy="round_robin", hedge_min_s=0.05)
+    for _ in range(2):
+        assert (await predict(client, lb.url))[0] == 200
+    a.hold()
+    stuck = asyncio.create_task(predict(client, lb.url))
+    await wait_until(lambda: a.in_progress == 1, what="the request on a")
+    await asyncio.sleep(0.3)  # well past what a hedge would have waited
+    assert b.predicts == 1 and not stuck.done()
+    a.release()
+    assert (await stuck)[:2] == (200, "a")

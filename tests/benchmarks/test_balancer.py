@@ -10,9 +10,11 @@ balancer = load_script("balancer")
 def test_defaults_measure_added_latency_at_one_connection_and_throughput_at_64():
     settings = balancer.parse_args([])
     assert settings.connections == (1, 64) and settings.repetitions == 3
-    assert (settings.upstream, settings.replicas) == ("static", 4)
+    assert (settings.upstream, settings.replicas) == ("both", None)  # static, then model servers
     assert (settings.balancer_cpu, settings.load_cpu) == (1, 0)
-    assert balancer.parse_args(["--upstream", "model"]).replicas == 2
+    assert balancer.phase_settings(settings, "static").replicas == 4
+    assert balancer.phase_settings(settings, "model").replicas == 2
+    assert balancer.phase_settings(balancer.parse_args(["--replicas", "3"]), "model").replicas == 3
     assert balancer.parse_args(["--quick"]).duration_s == 2
 
 

@@ -21,7 +21,7 @@ REPLICAS = {"r0": "http://127.0.0.1:41000", "r1": "http://127.0.0.1:41001"}
 
 def test_each_balancer_is_compared_with_round_robin_and_least_connections():
     assert [b.label for b in BALANCERS] == [
-        "direct (no balancer)", "mltoolkit round_robin", "mltoolkit least_request",
+        "direct (no balancer)", "mltoolkit ewma", "mltoolkit round_robin", "mltoolkit least_request",
         "nginx round_robin", "nginx least_conn", "haproxy roundrobin", "haproxy leastconn",
     ]  # fmt: skip
 
