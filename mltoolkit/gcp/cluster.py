@@ -44,7 +44,10 @@ class GkeClusterArgs:
     subnetwork: pulumi.Input[str]
     #: the Artifact Registry repository the nodes pull from
     repository: gcp.artifactregistry.Repository
+    #: the cluster's resource labels (updated in place)
     labels: dict[str, str] = field(default_factory=dict)
+    #: the node pools' node labels and VM labels: no volatile label (a change recreates nodes)
+    node_labels: dict[str, str] | None = None
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -135,7 +138,7 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]),
         )
         self.node_pools = [
-            self._node_pool(spec, pool, args.labels, depends_on=[*self.node_roles, self.registry_reader])
+            self._node_pool(spec, pool, args.labels if args.node_labels is None else args.node_labels, depends_on=[*self.node_roles, self.registry_reader])
             for pool in spec.node_pools
         ]
         self.name: pulumi.Output[str] = self.cluster.name

@@ -56,7 +56,10 @@ class ModelEndpointArgs:
     provider: k8s.Provider
     #: the ModelServing component (its namespace must exist first)
     serving: pulumi.Resource
+    #: labels of the Kubernetes objects
     labels: dict[str, str] = field(default_factory=dict)
+    #: labels of the Google Cloud resources (the Cloud Armor policy); None: ``labels``
+    cloud_labels: dict[str, str] | None = None
 
 
 def _first_ip(status: Any) -> str | None:
@@ -97,7 +100,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                     description=f"sources allowed to reach {model} (mltoolkit)",
                     type="CLOUD_ARMOR",
                     rules=armor_rules(spec.allowed_cidrs),
-                    labels=args.labels,
+                    labels=args.labels if args.cloud_labels is None else args.cloud_labels,
                     opts=pulumi.ResourceOptions(parent=self),
                 )
                 policy_name = self.security_policy.name

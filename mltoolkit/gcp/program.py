@@ -44,6 +44,7 @@ from mltoolkit.gcp.registry import Registry, RegistryArgs
 from mltoolkit.gcp.serving import ModelServing, ModelServingArgs
 from mltoolkit.spec.cluster import ClusterSpec, check_labels
 from mltoolkit.spec.deployment import DeploymentSpec
+from mltoolkit.stack.labels import stable_labels
 
 MANAGED_BY = "mltoolkit"
 #: what GKE and its system pods keep of a node, roughly: requests above the rest never schedule
@@ -107,6 +108,8 @@ def build_program(
     if not isinstance(deployment, DeploymentSpec):
         raise SpecError("deployment", deployment, "a DeploymentSpec")
     all_labels = program_labels(cluster, labels)
+    # the expiry only where a new value is an in-place label update (see VOLATILE_LABELS)
+    fixed_labels = stable_labels(all_labels)
     check_replica_fits(cluster, deployment)
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
@@ -129,6 +132,7 @@ def build_program(
                 subnetwork=network.subnetwork.id,
                 repository=registry.repository,
                 labels=all_labels,
+                node_labels=fixed_labels,
             ),
         )
         access = KubernetesAccess(
@@ -153,7 +157,7 @@ def build_program(
                     model_name=model.name,
                     model_path=model.path,
                     cluster=gke.cluster,
-                    labels=all_labels,
+                    labels=fixed_labels,
                 ),
             )
             image: pulumi.Input[str] = cluster.serving_image or registry.registry_url.apply(
@@ -171,14 +175,19 @@ def build_program(
                 image=image,
                 model_url=delivery.model_url if delivery else None,
                 gsa_email=delivery.email if delivery else None,
-                labels=all_labels,
+                labels=fixed_labels,
             ),
             opts=pulumi.ResourceOptions(depends_on=[delivery] if delivery else None),
         )
         endpoint = ModelEndpoint(
             "endpoint",
             ModelEndpointArgs(
-                cluster=cluster, model_name=model.name, provider=access.provider, serving=serving, labels=all_labels
+                cluster=cluster,
+                model_name=model.name,
+                provider=access.provider,
+                serving=serving,
+                labels=fixed_labels,
+                cloud_labels=all_labels,
             ),
         )
         pulumi.export("registry_url", registry.registry_url)

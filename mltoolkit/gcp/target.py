@@ -206,15 +206,20 @@ class GKETarget:
 
     # ---------------------------------------------------------------- up / down
 
-    def up(self, spec: Any, *, progress: Any = None) -> Endpoint | None:
+    def up(self, spec: Any, *, progress: Any = None, renew_expiry: bool = False) -> Endpoint | None:
         """Create or update the deployment; returns its Endpoint (None if it is internal).
 
         Shows the plan's estimated cost per hour first, then live progress. On an error or a
-        KeyboardInterrupt the stack keeps whatever was created: ``down()`` removes it.
+        KeyboardInterrupt the stack keeps whatever was created: ``down()`` removes it. The expiry
+        is set by the first ``up`` (now + ttl) and kept by later ones, so that an ``up`` with an
+        unchanged spec changes nothing; ``renew_expiry=True`` moves it to now + ttl.
+        ``last_changes`` holds the resource changes of the last ``up`` by operation.
         """
         spec = self._check_spec(spec)
+        if not isinstance(renew_expiry, bool):
+            raise SpecError("up.renew_expiry", renew_expiry, "True or False")
         self._preflight()
-        labels = self.labels()
+        labels = self._lifecycle.labels_for_up(renew_expiry=renew_expiry)
         plan = self.plan(spec, labels=labels)
         outputs = self._lifecycle.up(
             self._program(spec, labels),
@@ -228,6 +233,11 @@ class GKETarget:
         self._outputs = outputs
         self._model_name = spec.model.name
         return self.endpoint if outputs.get("endpoint_url") else None
+
+    @property
+    def last_changes(self) -> dict[str, int]:
+        """The last ``up``'s resource changes by operation: ``{"same": 30}`` means none."""
+        return dict(self._lifecycle.last_changes)
 
     def refresh(self, *, clear_pending_creates: bool = False, progress: Any = None) -> dict[str, int]:
         """Re-read the stack's resources from the cloud (``clear_pending_creates=True`` drops

@@ -156,6 +156,8 @@ class StackDriver:
         self._config = dict(config or {})
         self._command = command
         self.last_diagnostics: list[Diagnostic] = []
+        #: the last ``up``'s resource changes by operation ("create", "update", "same", ...)
+        self.last_changes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"StackDriver(project={self.settings.project!r}, backend={self.settings.backend!r})"
@@ -250,6 +252,9 @@ class StackDriver:
             stack = self._stack(name, program, create=True)
             self._configure(stack)
             result = stack.up(on_event=relay)
+            self.last_changes = {
+                str(getattr(k, "value", k)): int(v) for k, v in (result.summary.resource_changes or {}).items()
+            }
             return plain_outputs(result.outputs)
 
         return self._translated("up", name, run, relay)

@@ -135,6 +135,8 @@ class StackLifecycle:
         self._driver: StackDriver | None = None
         self.records = RecordStore(settings.records_dir)
         self.last_progress: ProgressSnapshot | None = None
+        #: the last successful ``up``'s resource changes by operation ({"same": 30} = none)
+        self.last_changes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         s = self.settings
@@ -176,6 +178,19 @@ class StackLifecycle:
     def labels(self, now: datetime | None = None) -> dict[str, str]:
         """The labels for every resource of this stack (owner, stack, expiry from now + ttl)."""
         return resource_labels(owner=self.owner, stack=self.settings.stack, ttl=self.ttl, now=now)
+
+    def labels_for_up(self, now: datetime | None = None, *, renew_expiry: bool = False) -> dict[str, str]:
+        """The labels for an ``up``: the expiry the stack already has, while it lies ahead, so a
+        second ``up`` with the same spec changes nothing; a new one (now + ttl) for a new stack,
+        after the old one passed, or with ``renew_expiry=True``."""
+        labels = self.labels(now)
+        if renew_expiry or "expires" not in labels:
+            return labels
+        record = self._record()
+        kept = parse_expires(record.expires) if record is not None else None
+        if kept is not None and kept > (now or datetime.now(timezone.utc)):
+            labels["expires"] = str(record.expires)  # type: ignore[union-attr]
+        return labels
 
     # ------------------------------------------------------------------ operations
 
@@ -236,6 +251,7 @@ class StackLifecycle:
             self._mark("failed")
             raise
         self.last_progress = model.finish("succeeded")
+        self.last_changes = dict(driver.last_changes)
         self._mark("up")
         if any("pending operations" in d.message for d in driver.last_diagnostics):
             renderer.announce(

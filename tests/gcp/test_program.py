@@ -45,8 +45,10 @@ def test_labels_on_every_gcp_resource_that_takes_labels(sketch_run, gpu_run, dep
                 if field in parameters:
                     assert resource.inputs[key].items() >= expected.items(), resource.name
                     checked.add(resource.type)
-            if resource.type == "gcp:container/nodePool:NodePool":  # the VMs' labels
-                assert resource.inputs["nodeConfig"]["resourceLabels"].items() >= expected.items()
+            if resource.type == "gcp:container/nodePool:NodePool":  # the VMs' labels, no expiry
+                stable = {k: v for k, v in expected.items() if k != "expires"}
+                assert resource.inputs["nodeConfig"]["resourceLabels"].items() >= stable.items()
+                assert "expires" not in resource.inputs["nodeConfig"]["resourceLabels"]
                 checked.add(resource.type)
     assert checked == {
         "gcp:artifactregistry/repository:Repository",
@@ -62,9 +64,11 @@ def test_user_labels_reach_gcp_and_kubernetes(sketch_run):
     assert bucket.inputs["labels"] == {"managed-by": "mltoolkit", "mltoolkit-cluster": "mltoolkit", **LABELS}
     (cluster,) = sketch_run.of_type("gcp:container/cluster:Cluster")
     assert cluster.inputs["resourceLabels"]["expires"] == "20300101t0000z"
+    stable = {k: v for k, v in LABELS.items() if k != "expires"}
     for resource in sketch_run.resources:
-        if resource.type.startswith("kubernetes:"):
-            assert resource.inputs["metadata"]["labels"].items() >= LABELS.items(), resource.name
+        if resource.type.startswith("kubernetes:"):  # no expiry: it would restart the pods
+            assert resource.inputs["metadata"]["labels"].items() >= stable.items(), resource.name
+            assert "expires" not in resource.inputs["metadata"]["labels"], resource.name
 
 
 def test_every_cloud_resource_sits_in_a_component(sketch_run):
@@ -197,3 +201,37 @@ def digits_model_small():
 
     X, y = load_digits(return_X_y=True)
     return LogisticRegression(max_iter=300).fit(X[300:600], y[300:600])
+
+
+# -- a second up() later: nothing restarts, nothing is replaced ----------------------------------
+
+#: where a new expiry may show up: label updates Google Cloud applies in place
+IN_PLACE_LABEL_CHANGES = {
+    "gcp:artifactregistry/repository:Repository": {"labels.expires"},
+    "gcp:storage/bucket:Bucket": {"labels.expires"},
+    "gcp:container/cluster:Cluster": {"resourceLabels.expires"},
+    "gcp:compute/securityPolicy:SecurityPolicy": {"labels.expires"},
+}
+
+
+@pytest.mark.parametrize("cluster", [make_cluster(), gpu_cluster(load_balancer="l7", private_nodes=True)],
+                         ids=["l4", "l7-gpu-private"])
+def test_two_runs_at_different_clock_times_restart_and_replace_nothing(cluster, deployment):
+    from datetime import datetime, timedelta, timezone
+
+    from mltoolkit.stack.labels import resource_labels
+
+    def labels_at(hour, minute):
+        now = datetime(2030, 1, 1, hour, minute, tzinfo=timezone.utc)
+        return resource_labels(owner="alice", stack="dev", ttl=timedelta(hours=8), now=now)
+
+    morning, evening = labels_at(8, 0), labels_at(20, 17)
+    assert morning["expires"] != evening["expires"]
+    result = changes(run(cluster, deployment, labels=morning), run(cluster, deployment, labels=evening))
+    by_type = {r.name: r.type for r in run(cluster, deployment, labels=morning).resources}
+    for (name, change), properties in result.items():
+        assert change == "changed", name
+        allowed = IN_PLACE_LABEL_CHANGES.get(by_type[name], set())
+        assert set(properties) <= allowed, (name, properties)  # a pod template, node pool, object...
+    # the expiry still reaches the resources that are labelled in place
+    assert ("mltoolkit-cluster", "changed") in result

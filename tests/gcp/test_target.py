@@ -145,7 +145,7 @@ def test_cluster_must_be_a_cluster_spec(fake):
         GKETarget({"name": "ml"}, pulumi_command=fake)
 
 
-def test_every_planned_resource_carries_owner_stack_and_expiry_labels(cluster, spec, fake):
+def test_every_planned_resource_carries_owner_and_stack_labels_and_the_expiry_where_in_place(cluster, spec, fake):
     target = target_for(cluster, fake, ttl="8h")
     labels = target.labels()
     assert labels["owner"] == "alice" and labels["stack"] == "dev" and labels["expires"].endswith("z")
@@ -159,8 +159,9 @@ def test_every_planned_resource_carries_owner_stack_and_expiry_labels(cluster, s
                     "owner": "alice", "stack": "dev", "expires": labels["expires"]}, resource.name
                 labelled += 1
         node_config = inputs.get("nodeConfig") or {}
-        if "resourceLabels" in node_config:
-            assert node_config["resourceLabels"]["expires"] == labels["expires"]
+        if "resourceLabels" in node_config:  # a new expiry must not recreate the nodes
+            assert node_config["resourceLabels"]["owner"] == "alice"
+            assert "expires" not in node_config["resourceLabels"]
     assert labelled >= 3  # registry, bucket and cluster at least
     assert fake.calls == []  # planning runs under mocks, no CLI
 
@@ -205,6 +206,38 @@ def test_up_shows_cost_then_progress_to_the_last_planned_resource(cluster, spec,
     config = fake.calls_of("config", "set-all")[0]
     assert config.flag("--plaintext") == ["gcp:project=my-proj", "gcp:region=us-central1", "gcp:zone=us-central1-a"]
     assert "kubeconfig" in target.outputs() and "[secret]" in repr(target.outputs())
+
+
+def _unchanged_up_events(count):
+    """The up_success sample with its summary saying every resource stayed the same."""
+    events = copy.deepcopy(load_scenario("up_success").events)
+    for event in events:
+        if "summaryEvent" in event:
+            event["summaryEvent"]["resourceChanges"] = {"same": count}
+    return [e for e in events if "resourcePreEvent" not in e and "resOutputsEvent" not in e]
+
+
+def test_a_second_up_keeps_the_expiry_and_reports_no_changes(cluster, spec, fake, adc, monkeypatch):
+    target = target_for(cluster, fake, progress=False, ttl="8h")
+    seen = []
+    build = target._program
+    monkeypatch.setattr(target, "_program", lambda s, labels: seen.append(dict(labels)) or build(s, labels))
+    outputs = dict(load_scenario("up_success").outputs, model_name="digits")
+    fake.script(load_scenario("up_success"),
+                Scenario(command="up", events=_unchanged_up_events(12), outputs=outputs, resource_count=12),
+                Scenario(command="up", events=_unchanged_up_events(12), outputs=outputs, resource_count=12))
+    target.up(spec)
+    assert target.last_changes == {"create": 12}
+    record = target._lifecycle._record()
+    record.expires = "20991231t2359z"  # as if the first up() ran long ago with a long ttl
+    target._lifecycle.records.write(record)
+    target.up(spec)
+    assert seen[1]["expires"] == "20991231t2359z"  # kept: the labels, so the inputs, do not move
+    assert target.last_changes == {"same": 12}
+    target.up(spec, renew_expiry=True)
+    assert seen[2]["expires"] != "20991231t2359z"
+    with pytest.raises(SpecError, match="up.renew_expiry"):
+        target.up(spec, renew_expiry="yes")
 
 
 def test_down_destroys_and_removes(cluster, fake, adc, capsys):
