@@ -61,6 +61,9 @@ class KubernetesAccessArgs:
     cluster_name: pulumi.Input[str]
     endpoint: pulumi.Input[str]
     master_auth: pulumi.Input[Any]
+    #: the provider (and so every Kubernetes object) waits for these: the node pools, without
+    #: which no pod schedules and GKE's own workloads (DNS, metrics) are not up yet
+    node_pools: tuple[pulumi.Resource, ...] = ()
 
 
 class KubernetesAccess(pulumi.ComponentResource):
@@ -84,6 +87,6 @@ class KubernetesAccess(pulumi.ComponentResource):
             kubeconfig=self.kubeconfig,
             # destroy still succeeds when the cluster is already gone
             delete_unreachable=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.node_pools)),
         )
         self.register_outputs({"kubeconfig": self.kubeconfig})

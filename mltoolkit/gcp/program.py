@@ -143,8 +143,8 @@ def build_program(
                 cluster_name=gke.name,
                 endpoint=gke.endpoint,
                 master_auth=gke.master_auth,
+                node_pools=tuple(gke.node_pools),
             ),
-            opts=pulumi.ResourceOptions(depends_on=gke.node_pools),
         )
         delivery = None
         if model.path is not None:
@@ -176,8 +176,9 @@ def build_program(
                 model_url=delivery.model_url if delivery else None,
                 gsa_email=delivery.email if delivery else None,
                 labels=fixed_labels,
+                # the pods read the model at start: object uploaded, read access granted first
+                after=tuple(delivery.ready_for_pods) if delivery else (),
             ),
-            opts=pulumi.ResourceOptions(depends_on=[delivery] if delivery else None),
         )
         endpoint = ModelEndpoint(
             "endpoint",

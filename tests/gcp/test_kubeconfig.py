@@ -30,6 +30,7 @@ def test_provider_is_fed_the_secret_kubeconfig(sketch_run):
     assert provider.inputs["deleteUnreachable"] == "true"  # provider config crosses as strings
     (component,) = sketch_run.of_type(KubernetesAccess.TYPE)
     assert provider.parent_urn == component.urn
-    # the provider (so every workload) waits for the node pools
+    # the provider itself (so every workload) waits for the node pools: a dependency of the
+    # component alone is not inherited by its children
     (pool,) = sketch_run.of_type("gcp:container/nodePool:NodePool")
-    assert pool.urn in component.dependencies
+    assert pool.urn in provider.dependencies

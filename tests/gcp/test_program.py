@@ -235,3 +235,35 @@ def test_two_runs_at_different_clock_times_restart_and_replace_nothing(cluster, 
         assert set(properties) <= allowed, (name, properties)  # a pod template, node pool, object...
     # the expiry still reaches the resources that are labelled in place
     assert ("mltoolkit-cluster", "changed") in result
+
+
+# -- ordering and ownership ----------------------------------------------------------------------
+
+
+def test_the_kubernetes_provider_waits_for_every_node_pool(gpu_run):
+    (provider,) = gpu_run.of_type("pulumi:providers:kubernetes")
+    pools = {r.urn for r in gpu_run.of_type("gcp:container/nodePool:NodePool")}
+    assert len(pools) == 2
+    assert pools <= set(provider.dependencies)
+    # every Kubernetes object goes through that provider, so waits for the pools too
+    for resource in gpu_run.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(provider.urn + "::"), resource.name
+
+
+def test_pods_start_after_the_model_is_uploaded_and_readable(sketch_run):
+    deployment = sketch_run.named("digits-deployment")
+    needed = {r.urn for r in sketch_run.resources if r.type in (
+        "gcp:storage/bucketObject:BucketObject",
+        "gcp:storage/bucketIAMMember:BucketIAMMember",
+        "gcp:serviceaccount/iAMMember:IAMMember",
+    )}
+    assert len(needed) == 3 and needed <= set(deployment.dependencies)
+
+
+def test_the_autoscaler_owns_the_replica_count_after_creation(sketch_run):
+    deployment = sketch_run.named("digits-deployment")
+    assert deployment.inputs["spec"]["replicas"] == 3  # created with the spec's count...
+    assert "spec.replicas" in deployment.ignore_changes  # ...then never reset under the HPA
+    (hpa,) = sketch_run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert hpa.inputs["spec"]["minReplicas"] == 3
