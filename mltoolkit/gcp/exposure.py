@@ -60,6 +60,9 @@ class ModelEndpointArgs:
     labels: dict[str, str] = field(default_factory=dict)
     #: labels of the Google Cloud resources (the Cloud Armor policy); None: ``labels``
     cloud_labels: dict[str, str] | None = None
+    #: the port the pods listen on and the path that answers when ready (None: not known)
+    port: int = manifests.SERVING_PORT
+    health_path: str | None = manifests.READY_PATH
 
 
 def _first_ip(status: Any) -> str | None:
@@ -105,7 +108,9 @@ class ModelEndpoint(pulumi.ComponentResource):
                 )
                 policy_name = self.security_policy.name
             config = pulumi.Output.from_input(policy_name).apply(
-                lambda policy: manifests.backend_config(model, args.labels, policy)
+                lambda policy: manifests.backend_config(
+                    model, args.labels, policy, port=args.port, request_path=args.health_path
+                )
             )
             self.backend_config = k8s.apiextensions.CustomResource(
                 f"{model}-backend-config",

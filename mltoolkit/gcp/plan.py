@@ -50,6 +50,10 @@ class Plan:
         """All inputs of one resource, by name (as the provider would receive them)."""
         return self.run.named(name).inputs
 
+    def kubernetes_manifests(self) -> list[dict[str, Any]]:
+        """The Kubernetes objects of the plan as manifests (for ``kubectl``, linters, checkov)."""
+        return kubernetes_manifests(self.run)
+
     def diff(self, other: Plan) -> pd.DataFrame:
         """What changes from this plan to ``other``: added, removed and changed resources."""
         return diff_runs(self.run, other.run)
@@ -81,6 +85,20 @@ class Plan:
             f"{self.costs.to_html(index=False, float_format=lambda v: f'{v:.6g}')}"
             f"<ul>{notes}</ul>"
         )
+
+
+def kubernetes_manifests(run: MockRun) -> list[dict[str, Any]]:
+    """Every Kubernetes object a run registered, as a manifest with ``apiVersion`` and ``kind``
+    (``kubernetes:apps/v1:Deployment`` -> ``apps/v1``, ``Deployment``)."""
+    manifests = []
+    for resource in run.resources:
+        if not resource.type.startswith("kubernetes:"):
+            continue
+        _, api, kind = resource.type.split(":")
+        group, version = api.rsplit("/", 1)
+        api_version = version if group == "core" else f"{group}/{version}"
+        manifests.append({"apiVersion": api_version, "kind": kind, **resource.inputs})
+    return manifests
 
 
 def _display_order(resource: RegisteredResource) -> tuple[int, int, str]:

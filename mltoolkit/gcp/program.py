@@ -189,6 +189,8 @@ def build_program(
                 serving=serving,
                 labels=fixed_labels,
                 cloud_labels=all_labels,
+                port=manifests.serving_port(deployment),
+                health_path=manifests.health_path(deployment),
             ),
         )
         pulumi.export("registry_url", registry.registry_url)
