@@ -19,7 +19,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from mltoolkit.gcp import manifests
+from mltoolkit.gcp import manifests, names
 from mltoolkit.spec.cluster import ClusterSpec
 
 #: Cloud Armor accepts at most this many ranges in one rule
@@ -99,6 +99,8 @@ class ModelEndpoint(pulumi.ComponentResource):
             if not spec.allow_public:
                 self.security_policy = gcp.compute.SecurityPolicy(
                     f"{spec.name}-{model}-armor",
+                    # named, not auto-named: a random suffix could push it past 63 characters
+                    name=names.resource_name(spec.name, model, "armor"),
                     project=spec.project,
                     description=f"sources allowed to reach {model} (mltoolkit)",
                     type="CLOUD_ARMOR",

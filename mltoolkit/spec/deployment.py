@@ -19,10 +19,14 @@ from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
 from mltoolkit.spec.quantities import cpu_millicores, memory_bytes
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A model name becomes the Kubernetes Service's name (a DNS-1035 label: a letter first), label
+# values, and the prefix of names derived from it ("<name>-server", "<cluster>-<name>-armor"),
+# so it is shorter than the 63 characters a label allows.
+_DNS_LABEL = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
 DNS_LABEL_ALLOWED = (
-    "1-63 characters of lowercase letters, digits and '-', starting and ending with a letter "
-    "or digit (a Kubernetes DNS label)"
+    "1-40 characters of lowercase letters, digits and '-', starting with a letter and ending "
+    "with a letter or digit (it names a Kubernetes Service: a DNS-1035 label, with room for "
+    "the suffixes of the names derived from it)"
 )
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
