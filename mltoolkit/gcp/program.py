@@ -47,8 +47,7 @@ from mltoolkit.spec.deployment import DeploymentSpec
 from mltoolkit.stack.labels import stable_labels
 
 MANAGED_BY = "mltoolkit"
-#: what GKE and its system pods keep of a node, roughly: requests above the rest never schedule
-NODE_RESERVED_FRACTION = 0.1
+NODE_RESERVED_FRACTION = catalog.NODE_RESERVED_FRACTION
 
 #: the program's components, in the order it declares them (plans list resources in this order)
 COMPONENTS = ("registry", "network", "cluster", "kubernetes", "model-delivery", "model-serving", "endpoint")

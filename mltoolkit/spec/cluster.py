@@ -325,7 +325,7 @@ class ClusterSpec:
     @property
     def zones_per_pool(self) -> int:
         """How many zones a node pool spans: GKE's default of 3 for a regional cluster."""
-        return min(3, len(catalog.REGIONS[self.region])) if self.is_regional else 1
+        return catalog.zones_of(self.location)
 
     @property
     def has_gpu(self) -> bool:
