@@ -182,10 +182,16 @@ def _notes(cluster: ClusterSpec, deployment: DeploymentSpec, items: list[costs.L
 
 
 def plan(
-    cluster: ClusterSpec, deployment: DeploymentSpec, *, labels: Mapping[str, str] = {}
+    cluster: ClusterSpec,
+    deployment: DeploymentSpec,
+    *,
+    labels: Mapping[str, str] = {},
+    impersonate_service_account: str | None = None,
 ) -> Plan:
     """Run the GKE program under mocks and return its resources and estimated cost."""
-    program = build_program(cluster, deployment, labels=labels)  # validates before anything runs
+    program = build_program(  # validates before anything runs
+        cluster, deployment, labels=labels, impersonate_service_account=impersonate_service_account
+    )
     run = run_program(program, CloudMocks(cluster.project), project="mltoolkit", stack=cluster.name)
     items = costs.line_items(run.resources, scale="min")
     per_hour = costs.total_per_hour(items)

@@ -94,7 +94,11 @@ def check_replica_fits(cluster: ClusterSpec, deployment: DeploymentSpec) -> None
 
 
 def build_program(
-    cluster: ClusterSpec, deployment: DeploymentSpec, *, labels: Mapping[str, str] = {}
+    cluster: ClusterSpec,
+    deployment: DeploymentSpec,
+    *,
+    labels: Mapping[str, str] = {},
+    impersonate_service_account: str | None = None,
 ) -> Callable[[], None]:
     """The inline Pulumi program for ``cluster`` serving ``deployment``; validates everything first.
 
@@ -143,6 +147,7 @@ def build_program(
                 endpoint=gke.endpoint,
                 master_auth=gke.master_auth,
                 node_pools=tuple(gke.node_pools),
+                impersonate_service_account=impersonate_service_account,
             ),
         )
         delivery = None

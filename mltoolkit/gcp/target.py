@@ -16,6 +16,7 @@ expiry (``ttl``); ``sweep()`` finds (and on request destroys) stacks past their 
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -27,6 +28,7 @@ from mltoolkit.errors import SpecError
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import DeploymentSpec
 from mltoolkit.stack.errors import (
+    AuthPluginMissingError,
     GoogleCredentialsError,
     NoEndpointError,
     NotDeployedError,
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from mltoolkit.stack.automation import PulumiCommand
 
 DEFAULT_TTL = "24h"
+IMPERSONATE_CONFIG = "gcp:impersonateServiceAccount"
+IMPERSONATE_ENV = "GOOGLE_IMPERSONATE_SERVICE_ACCOUNT"  # read by the Google provider too
 _GCP_EXTRA = ("pulumi", "pulumi_gcp", "pulumi_kubernetes", "kubernetes", "grpc", "semver")
 
 
@@ -70,6 +74,19 @@ def google_credentials_source(environ: Mapping[str, str] | None = None) -> str |
         config_dir = Path(env.get("HOME", str(Path.home()))) / ".config" / "gcloud"
     adc = config_dir / "application_default_credentials.json"
     return f"gcloud application-default credentials ({adc})" if adc.is_file() else None
+
+
+def application_default_credentials_source(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where application-default credentials — what ``gke-gcloud-auth-plugin
+    --use_application_default_credentials`` reads — would come from (None if nowhere): the
+    key file of ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's ADC file. The Google provider
+    also accepts ``GOOGLE_CREDENTIALS`` or an access token; the plugin does not."""
+    env = os.environ if environ is None else environ
+    source = google_credentials_source({k: v for k, v in env.items() if k not in _PROVIDER_ONLY})
+    return source
+
+
+_PROVIDER_ONLY = ("GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN")
 
 
 def _gcp_extra_module(name: str) -> Any:
@@ -135,6 +152,11 @@ class GKETarget:
         self.owner = check_owner(owner)
         self.ttl = parse_ttl(ttl)
         self.check_credentials = check_credentials
+        user_config = {**(config or {}), **(secret_config or {})}
+        #: the service account the Google provider impersonates, which the kubeconfig follows
+        self.impersonate_service_account: str | None = (
+            user_config.get(IMPERSONATE_CONFIG) or os.environ.get(IMPERSONATE_ENV) or None
+        )
         entries = {key: ConfigEntry(value) for key, value in self._provider_config().items()}
         entries.update({k: ConfigEntry(v) for k, v in _check_config("GKETarget.config", config).items()})
         entries.update(
@@ -185,17 +207,40 @@ class GKETarget:
         ``costs`` DataFrames, ``cost_per_hour``, ``cost_per_month``). No cloud call."""
         spec = self._check_spec(spec)
         plan_program = _gcp_extra_module("mltoolkit.gcp.plan").plan
-        return plan_program(self.cluster, spec, labels=dict(labels or self.labels()))
+        return plan_program(
+            self.cluster, spec, labels=dict(labels or self.labels()),
+            impersonate_service_account=self.impersonate_service_account,
+        )
 
     def _program(self, spec: Any, labels: Mapping[str, str]) -> Any:
         build_program = _gcp_extra_module("mltoolkit.gcp.program").build_program
-        return build_program(self.cluster, spec, labels=labels)
+        return build_program(
+            self.cluster, spec, labels=labels, impersonate_service_account=self.impersonate_service_account
+        )
 
     def _preflight(self) -> None:
-        if self.check_credentials and google_credentials_source() is None:
+        """Before any CLI call: the auth plugin the kubeconfig runs is on PATH, and the
+        credentials both the Google provider and that plugin read exist."""
+        auth_plugin = _gcp_extra_module("mltoolkit.gcp.kubeconfig").AUTH_PLUGIN
+        needed = [auth_plugin, "gcloud"] if self.impersonate_service_account else [auth_plugin]
+        for command in needed:
+            if shutil.which(command) is None:
+                raise AuthPluginMissingError(command, os.environ.get("PATH", ""))
+        if not self.check_credentials:
+            return
+        vm_hint = (
+            "(On a Google Cloud VM with an attached service account, pass "
+            "GKETarget(..., check_credentials=False).)"
+        )
+        provider_source = google_credentials_source()
+        if provider_source is None:
+            raise GoogleCredentialsError(hint=vm_hint)
+        if not self.impersonate_service_account and application_default_credentials_source() is None:
             raise GoogleCredentialsError(
-                hint="(On a Google Cloud VM with an attached service account, pass "
-                "GKETarget(..., check_credentials=False).)"
+                detail=f"the Google provider would use {provider_source}, but the cluster's "
+                "kubeconfig runs gke-gcloud-auth-plugin --use_application_default_credentials, "
+                "which reads only application-default credentials",
+                hint=vm_hint,
             )
 
     def preview(self, spec: Any, *, progress: Any = None) -> dict[str, int]:

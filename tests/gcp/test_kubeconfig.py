@@ -13,6 +13,9 @@ def test_kubeconfig_uses_the_gke_auth_plugin():
     assert user["user"]["exec"]["apiVersion"] == "client.authentication.k8s.io/v1beta1"
     assert "token" not in json.dumps(config)  # no credential in the file
     assert config["current-context"] == "ctx"
+    # one identity: the application-default credentials the Google provider uses too
+    assert user["user"]["exec"]["args"] == ["--use_application_default_credentials"]
+    assert "env" not in user["user"]["exec"]
 
 
 def test_exported_kubeconfig_is_a_secret_for_this_cluster(sketch_run):

@@ -53,9 +53,16 @@ def _environment(request, monkeypatch, tmp_path):
         return
     for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL",
                  "GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN",
-                 "GOOGLE_APPLICATION_CREDENTIALS"):
+                 "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_IMPERSONATE_SERVICE_ACCOUNT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    # the kubeconfig's auth plugin (and gcloud) as the kernel would find them; never run here
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for command in ("gke-gcloud-auth-plugin", "gcloud"):
+        (tools / command).write_text("#!/bin/sh\nexit 1\n")
+        (tools / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture
@@ -173,6 +180,46 @@ def test_up_without_credentials_stops_before_the_cli(cluster, spec, fake):
     target = target_for(cluster, fake)
     with pytest.raises(GoogleCredentialsError, match="gcloud auth application-default login"):
         target.up(spec)
+    assert fake.calls == []
+
+
+def _without_tool(monkeypatch, tmp_path, command):
+    (tmp_path / "bin" / command).unlink()
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / command).exists()
+                           or p == str(tmp_path / "bin"))
+    monkeypatch.setenv("PATH", path)
+
+
+def test_a_missing_auth_plugin_stops_up_before_the_cli(cluster, spec, fake, adc, monkeypatch, tmp_path):
+    from mltoolkit.stack.errors import AuthPluginMissingError
+
+    _without_tool(monkeypatch, tmp_path, "gke-gcloud-auth-plugin")
+    target = target_for(cluster, fake)
+    for call in (lambda: target.up(spec), lambda: target.preview(spec), target.down):
+        with pytest.raises(AuthPluginMissingError, match="gcloud components install gke-gcloud-auth-plugin"):
+            call()
+    assert fake.calls == []  # nothing created, not even a stack
+
+
+def test_impersonation_needs_gcloud_and_reaches_the_kubeconfig(cluster, spec, fake, adc, monkeypatch, tmp_path):
+    from mltoolkit.stack.errors import AuthPluginMissingError
+
+    account = "deployer@my-proj.iam.gserviceaccount.com"
+    target = target_for(cluster, fake, config={"gcp:impersonateServiceAccount": account})
+    kubeconfig = json.loads(target.plan(spec).run.outputs["kubeconfig"])
+    exec_entry = kubeconfig["users"][0]["user"]["exec"]
+    assert exec_entry["env"] == [{"name": "CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT", "value": account}]
+    assert "args" not in exec_entry  # not the caller's own ADC identity
+    _without_tool(monkeypatch, tmp_path, "gcloud")
+    with pytest.raises(AuthPluginMissingError, match="gcloud is not on the PATH"):
+        target.up(spec)
+    assert fake.calls == []
+
+
+def test_provider_only_credentials_do_not_satisfy_the_auth_plugin(cluster, spec, fake, monkeypatch):
+    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.token")  # the provider reads it, the plugin not
+    with pytest.raises(GoogleCredentialsError, match="reads only application-default credentials"):
+        target_for(cluster, fake).up(spec)
     assert fake.calls == []
 
 
