@@ -3,8 +3,8 @@
 The cluster is VPC-native on the ``Network`` component's subnet, with Workload Identity, a
 release channel, ``deletion_protection=False`` (so ``down()`` can destroy it) and no default node
 pool. Each node pool autoscales between the spec's total min and max, may use spot VMs, and for
-GPUs gets ``guest_accelerators`` with GKE-managed driver installation and an ``nvidia.com/gpu``
-NoSchedule taint. Nodes run as a dedicated service account that may only read the stack's image
+GPUs gets ``guest_accelerators`` with GKE-managed driver installation (GKE taints those nodes
+``nvidia.com/gpu`` NoSchedule itself). Nodes run as a dedicated service account that may only read the stack's image
 repository and write logs and metrics.
 """
 
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from mltoolkit.gcp import manifests
 from mltoolkit.gcp.network import PODS_RANGE, SERVICES_RANGE
 from mltoolkit.spec.cluster import ClusterSpec, NodePoolSpec
 
@@ -154,7 +153,8 @@ class GkeCluster(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
     ) -> gcp.container.NodePool:
         guest_accelerators = None
-        taints = None
+        # no taint of our own on GPU pools: GKE adds nvidia.com/gpu=present:NoSchedule itself,
+        # and a second one with the same key is a duplicate the API may reject
         if pool.gpu_type is not None:
             guest_accelerators = [
                 gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
@@ -165,11 +165,6 @@ class GkeCluster(pulumi.ComponentResource):
                             gpu_driver_version="DEFAULT"
                         )
                     ),
-                )
-            ]
-            taints = [
-                gcp.container.NodePoolNodeConfigTaintArgs(
-                    key=manifests.GPU_TAINT_KEY, value=manifests.GPU_TAINT_VALUE, effect="NO_SCHEDULE"
                 )
             ]
         return gcp.container.NodePool(
@@ -199,7 +194,6 @@ class GkeCluster(pulumi.ComponentResource):
                 labels=labels,  # Kubernetes node labels
                 resource_labels=labels,
                 guest_accelerators=guest_accelerators,
-                taints=taints,
             ),
             # a changed min_nodes must not replace the pool: autoscaling bounds update in place
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, ignore_changes=["initialNodeCount"]),

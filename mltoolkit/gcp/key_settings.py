@@ -60,7 +60,7 @@ def _deployment(i: dict[str, Any]) -> str:
         image=container.get("image"),
         cpu=_get(container, "resources.requests.cpu"),
         memory=_get(container, "resources.requests.memory"),
-        gpu_toleration=bool(_get(i, "spec.template.spec.tolerations")),
+        gpu=_get(container, "resources.limits", {}).get("nvidia.com/gpu"),
     )
 
 

@@ -8,7 +8,8 @@ them against the Kubernetes OpenAPI schema. Choices worth knowing:
   CPU limit is set only when the spec gives one (CPU limits throttle latency-sensitive servers).
 - Replicas spread across nodes (``maxSkew: 1`` on ``kubernetes.io/hostname``, enforced) and, best
   effort, across zones, so no node takes all replicas while others have room.
-- When the cluster has a GPU pool, pods tolerate its ``nvidia.com/gpu`` taint.
+- A replica with ``DeploymentSpec.gpu`` requests ``nvidia.com/gpu`` and tolerates the taint
+  GKE itself puts on GPU nodes; other replicas do not, so they never take a GPU node.
 - Pods are hardened: every container runs as a non-root user with no privilege escalation, all
   capabilities dropped, the ``RuntimeDefault`` seccomp profile and (for the toolkit's own images)
   a read-only root filesystem with a writable ``/tmp``; the service-account token is not mounted
@@ -37,8 +38,9 @@ SERVICE_PORT = 80
 MODEL_DIR = "/models"
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: the taint GKE puts on every GPU node itself (nvidia.com/gpu=present:NoSchedule)
 GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TAINT_VALUE = "present"
 HPA_MAX_FACTOR = 2
 HPA_CPU_PERCENT = 70
 #: the Google Cloud CLI image (slim) that copies the model from the bucket in an init container,
@@ -101,7 +103,10 @@ def _resources(deployment: DeploymentSpec) -> dict[str, Any]:
     limits = {"memory": deployment.memory_limit or deployment.memory}
     if deployment.cpu_limit is not None:
         limits["cpu"] = deployment.cpu_limit
-    return {"requests": {"cpu": deployment.cpu, "memory": deployment.memory}, "limits": limits}
+    requests = {"cpu": deployment.cpu, "memory": deployment.memory}
+    if deployment.gpu:  # an extended resource: request and limit must be equal
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(deployment.gpu)
+    return {"requests": requests, "limits": limits}
 
 
 def serving_port(deployment_spec: DeploymentSpec) -> int:
@@ -252,7 +257,7 @@ def deployment(
         pod_spec["volumes"] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
     else:
         container["ports"] = [{"name": PORT_NAME, "containerPort": model.port}]
-    if cluster.has_gpu:
+    if deployment_spec.gpu:
         pod_spec["tolerations"] = [
             {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
         ]

@@ -93,6 +93,28 @@ def check_replica_fits(cluster: ClusterSpec, deployment: DeploymentSpec) -> None
         )
 
 
+def check_gpu_request(cluster: ClusterSpec, deployment: DeploymentSpec) -> None:
+    """Reject GPUs nothing can give, or that the image could not use."""
+    if not deployment.gpu:
+        return
+    gpu_pools = [p for p in cluster.node_pools if p.has_gpu]
+    if not gpu_pools:
+        raise SpecError("DeploymentSpec.gpu", deployment.gpu, "0 on a cluster without a GPU node pool")
+    most = max(p.gpu_count or 0 for p in gpu_pools)
+    if deployment.gpu > most:
+        raise SpecError(
+            "DeploymentSpec.gpu", deployment.gpu, f"at most {most}, the GPUs of the largest GPU node of the cluster"
+        )
+    if deployment.model.path is not None and cluster.serving_image is None:
+        raise SpecError(
+            "DeploymentSpec.gpu",
+            deployment.gpu,
+            "0 for a model file: the toolkit's serving image (Python slim, scikit-learn) has no "
+            "CUDA; serve a CUDA-capable image with ModelSpec.from_image(...) or name one with "
+            "ClusterSpec(serving_image=...)",
+        )
+
+
 def build_program(
     cluster: ClusterSpec,
     deployment: DeploymentSpec,
@@ -114,6 +136,7 @@ def build_program(
     # the expiry only where a new value is an in-place label update (see VOLATILE_LABELS)
     fixed_labels = stable_labels(all_labels)
     check_replica_fits(cluster, deployment)
+    check_gpu_request(cluster, deployment)
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
         raise SpecError("ModelSpec.path", model.path, "an existing model file")

@@ -171,7 +171,11 @@ class BalancerSpec:
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    """A model served by ``replicas`` copies behind a balancer, with per-replica resources."""
+    """A model served by ``replicas`` copies behind a balancer, with per-replica resources.
+
+    ``gpu`` is the number of GPUs each replica requests (``nvidia.com/gpu``); on GKE it needs a
+    GPU node pool and a CUDA-capable image (``ModelSpec.from_image``).
+    """
 
     model: ModelSpec
     replicas: int = 2
@@ -181,6 +185,7 @@ class DeploymentSpec:
     memory_limit: str | None = None
     balancer: BalancerSpec = field(default_factory=BalancerSpec)
     max_request_bytes: int = 8 * 2**20
+    gpu: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
@@ -209,6 +214,7 @@ class DeploymentSpec:
                     f"at least the request {self.memory!r}",
                 )
         _check_int("DeploymentSpec.max_request_bytes", self.max_request_bytes, 1024, 2**30)
+        _check_int("DeploymentSpec.gpu", self.gpu, 0, 16)
 
     @property
     def cpu_millicores(self) -> int:

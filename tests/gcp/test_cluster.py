@@ -93,12 +93,12 @@ def test_node_service_account_holds_only_the_roles_it_needs(sketch_run):
     assert {r.urn for r in [*project_roles, reader]} <= set(pool.dependencies)
 
 
-def test_gpu_pool_gets_accelerators_drivers_and_taint_cpu_pool_none(gpu_run):
+def test_gpu_pool_gets_accelerators_and_drivers_and_no_duplicate_taint(gpu_run):
     pools = {p.inputs["name"]: p.inputs["nodeConfig"] for p in gpu_run.of_type(NODE_POOL)}
     assert pools["gpu"]["guestAccelerators"] == [
         {"type": "nvidia-tesla-t4", "count": 1, "gpuDriverInstallationConfig": {"gpuDriverVersion": "DEFAULT"}}
     ]
-    assert pools["gpu"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    assert "taints" not in pools["gpu"]  # GKE taints GPU nodes nvidia.com/gpu itself
     assert "guestAccelerators" not in pools["cpu"] and "taints" not in pools["cpu"]
 
 

@@ -64,9 +64,16 @@ def test_cpu_limit_only_when_asked_and_memory_limit_defaults_to_request(deployme
     assert container["resources"]["limits"] == {"memory": "2Gi"}
 
 
-def test_gpu_cluster_pods_tolerate_the_gpu_taint(deployment):
-    pod = file_deployment(deployment, gpu_cluster())["spec"]["template"]["spec"]
+def test_only_replicas_that_request_gpus_tolerate_the_gpu_taint(deployment):
+    cpu_pod = file_deployment(deployment, gpu_cluster())["spec"]["template"]["spec"]
+    assert "tolerations" not in cpu_pod  # a CPU replica never takes (and pays for) a GPU node
+    image_model = make_deployment(ModelSpec.from_image("example.org/cuda-model:1", name="digits"), gpu=1)
+    pod = manifests.deployment(image_model, gpu_cluster(), LABELS, image="example.org/cuda-model:1",
+                               model_url=None)["spec"]["template"]["spec"]
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    resources = pod["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1"
+    validate(manifests.deployment(image_model, gpu_cluster(), LABELS, image="x:1", model_url=None))
 
 
 def test_file_model_is_fetched_by_an_init_container_and_served_per_the_replica_contract(deployment):

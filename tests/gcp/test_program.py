@@ -182,16 +182,37 @@ def test_a_new_model_uploads_a_new_object_and_rolls_the_deployment(deployment, t
     )
 
 
-def test_adding_a_gpu_pool_adds_the_pool_and_the_toleration(deployment):
+def test_adding_a_gpu_pool_adds_only_the_pool_for_a_cpu_model(deployment):
     result = changes(run(make_cluster(node_pools=gpu_cluster().node_pools[:1]), deployment), run(gpu_cluster(), deployment))
-    assert result == {
-        ("mltoolkit-pool-gpu", "added"): (),
-        ("digits-deployment", "changed"): (
-            "spec.template.spec.tolerations[0].effect",
-            "spec.template.spec.tolerations[0].key",
-            "spec.template.spec.tolerations[0].operator",
-        ),
-    }
+    assert result == {("mltoolkit-pool-gpu", "added"): ()}
+
+
+# -- GPUs used when paid for (issue 12.6) --------------------------------------------------------
+
+
+def test_a_gpu_deployment_requests_gpus_and_gke_alone_taints_the_pool():
+    model = ModelSpec.from_image("us-docker.pkg.dev/p/r/cuda-model:1", name="digits")
+    result = run(gpu_cluster(), make_deployment(model, gpu=1, cpu="2", memory="4Gi"))
+    container = result.named("digits-deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    gpu_pool = result.named("mltoolkit-pool-gpu").inputs["nodeConfig"]
+    assert gpu_pool["guestAccelerators"][0]["type"] == "nvidia-tesla-t4"
+    assert not gpu_pool.get("taints")  # GKE adds nvidia.com/gpu=present:NoSchedule itself
+
+
+@pytest.mark.parametrize(
+    "cluster, model_kind, gpu, fragment",
+    [
+        (make_cluster(), "image", 1, "without a GPU node pool"),
+        (gpu_cluster(), "image", 2, "at most 1"),
+        (gpu_cluster(), "file", 1, "has no CUDA"),
+    ],
+)
+def test_gpu_requests_nothing_can_serve_are_refused_before_the_program(model, cluster, model_kind, gpu, fragment):
+    chosen = model if model_kind == "file" else ModelSpec.from_image("example.org/cuda:1", name="digits")
+    with pytest.raises(SpecError) as info:
+        build_program(cluster, make_deployment(chosen, gpu=gpu))
+    assert info.value.field == "DeploymentSpec.gpu" and fragment in str(info.value)
 
 
 @pytest.fixture
