@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 import pandas as pd
 
 from mltoolkit.gcp import catalog, prices
+from mltoolkit.planning import COST_COLUMNS
 from mltoolkit.spec.quantities import cpu_millicores, memory_bytes
 if TYPE_CHECKING:  # plain data in, no Pulumi needed to price or summarise it
     from mltoolkit.gcp.mock_runtime import RegisteredResource
 
-COLUMNS = ["resource", "item", "quantity", "unit", "unit_price_per_hour", "usd_per_hour"]
+COLUMNS = COST_COLUMNS
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 CLUSTER = "gcp:container/cluster:Cluster"

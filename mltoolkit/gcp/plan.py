@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from mltoolkit import planning
 from mltoolkit.gcp import costs, images, prices
 from mltoolkit.gcp.key_settings import key_settings
 from mltoolkit.gcp.mock_runtime import MockRun, RegisteredResource, run_program
@@ -27,23 +28,17 @@ DIFF_COLUMNS = ["type", "name", "change", "properties"]
 SECRET = "[secret]"
 
 
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """The resources a spec creates and their estimated cost (at the pools' minimum node counts)."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Plan(planning.Plan):
+    """The resources a spec creates and their estimated cost (at the pools' minimum node counts):
+    the ``Plan`` every target returns, with what only the GKE program knows."""
 
     cluster: ClusterSpec
     deployment: DeploymentSpec
-    #: one row per resource: type, name, parent (component; "" at the top), settings
-    resources: pd.DataFrame
-    #: line items: resource, item, quantity, unit, unit_price_per_hour, usd_per_hour
-    costs: pd.DataFrame
-    cost_per_hour: float
-    cost_per_month: float
     #: with every node pool at its max_nodes
     cost_per_hour_max: float
     #: the stack outputs as they come out under mocks; secrets shown as "[secret]"
     outputs: dict[str, Any]
-    notes: tuple[str, ...]
     run: MockRun = field(repr=False)
 
     def inputs(self, name: str) -> dict[str, Any]:
@@ -198,6 +193,7 @@ def plan(
     per_hour_max = costs.total_per_hour(costs.line_items(run.resources, scale="max"))
     outputs = {k: (SECRET if k in run.secret_outputs else v) for k, v in run.outputs.items()}
     return Plan(
+        title=f"cluster {cluster.name} in {cluster.project}/{cluster.location}, model {deployment.model.name}",
         cluster=cluster,
         deployment=deployment,
         resources=resource_frame(run),

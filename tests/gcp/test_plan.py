@@ -125,3 +125,19 @@ def test_invalid_input_fails_before_the_program_runs(deployment, monkeypatch):
     with pytest.raises(SpecError) as info:
         plan(make_cluster(), deployment, labels={"owner": "Alice Smith"})
     assert info.value.field == "labels.owner"
+
+
+def test_both_targets_plan_the_same_type(sketch_plan, model):
+    """One plan() shape (issue 12.13): notebooks and panels read resources, costs and cost per
+    hour without asking which target made it."""
+    from mltoolkit import LocalTarget
+    from mltoolkit.planning import COST_COLUMNS
+    from mltoolkit.planning import Plan as AnyPlan
+
+    local = LocalTarget(nodes=2, progress=False).plan(original_sketch_deployment(model, cpu="250m"))
+    for made in (local, sketch_plan):
+        assert isinstance(made, AnyPlan)
+        assert list(made.costs.columns) == COST_COLUMNS and len(made.resources) > 0
+        assert made.cost_per_month == pytest.approx(made.cost_per_hour * 730)
+        assert "Estimated cost" in str(made) or "Estimated cost" in str(AnyPlan.__str__(made))
+    assert local.cost_per_hour == 0 and sketch_plan.cost_per_hour > 0
