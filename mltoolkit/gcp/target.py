@@ -93,8 +93,11 @@ def _gcp_extra_module(name: str) -> Any:
     """Import a module that needs the optional ``gcp`` extra; say what to install if missing."""
     import importlib
 
+    from mltoolkit.gcp.loading import gc_paused
+
     try:
-        return importlib.import_module(name)
+        with gc_paused():  # the provider SDKs are large: see mltoolkit.gcp.loading
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in _GCP_EXTRA:
             raise GcpExtraMissingError(exc.name or "pulumi") from None
