@@ -20,12 +20,9 @@ from mltoolkit.spec.cluster import ClusterSpec, NodePoolSpec
 
 MASTER_CIDR = "172.16.0.32/28"  # control plane range for private nodes (outside the VPC ranges)
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-#: project roles of the node service account: write logs, write metrics, write resource metadata
-NODE_PROJECT_ROLES = (
-    "roles/logging.logWriter",
-    "roles/monitoring.metricWriter",
-    "roles/stackdriver.resourceMetadata.writer",
-)
+#: project role of the node service account: the one GKE recommends for a custom node account
+#: (write logs, metrics, resource metadata, autoscaling metrics; nothing else)
+NODE_PROJECT_ROLES = ("roles/container.defaultNodeServiceAccount",)
 #: role on the stack's repository only: pull images
 NODE_REPOSITORY_ROLE = "roles/artifactregistry.reader"
 

@@ -89,6 +89,24 @@ def application_default_credentials_source(environ: Mapping[str, str] | None = N
 _PROVIDER_ONLY = ("GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN")
 
 
+#: the Pulumi resource plugins the program needs: plugin name -> the Python package of its SDK
+PLUGIN_PACKAGES = {"gcp": "pulumi_gcp", "kubernetes": "pulumi_kubernetes"}
+
+
+def required_plugins() -> dict[str, str]:
+    """Plugin name -> the version matching the installed SDK (``pulumi_gcp`` 10.2.0 drives the
+    gcp plugin v10.2.0): what ``up()`` installs first when missing."""
+    from importlib import metadata
+
+    found = {}
+    for plugin, package in PLUGIN_PACKAGES.items():
+        try:
+            found[plugin] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            raise GcpExtraMissingError(package) from None
+    return found
+
+
 def _gcp_extra_module(name: str) -> Any:
     """Import a module that needs the optional ``gcp`` extra; say what to install if missing."""
     import importlib
@@ -277,6 +295,7 @@ class GKETarget:
             cost_per_month=getattr(plan, "cost_per_month", None),
             model_name=spec.model.name,
             progress=progress,
+            plugins=required_plugins(),
         )
         self._outputs = outputs
         self._model_name = spec.model.name

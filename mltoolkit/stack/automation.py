@@ -303,6 +303,22 @@ class StackDriver:
             "outputs", name, lambda: plain_outputs(self._workspace(None).stack_outputs(name))
         )
 
+    def installed_plugins(self) -> set[tuple[str, str]]:
+        """``pulumi plugin ls``: (name, version) of each installed resource plugin."""
+
+        def run() -> set[tuple[str, str]]:
+            return {
+                (p.name, str(p.version)) for p in self._workspace(None).list_plugins() if p.kind == "resource"
+            }
+
+        return self._translated("list plugins", self.settings.stack, run)
+
+    def install_plugin(self, name: str, version: str) -> None:
+        """``pulumi plugin install resource NAME vVERSION`` (downloads it once per machine)."""
+        self._translated(
+            "install plugin", self.settings.stack, lambda: self._workspace(None).install_plugin(name, f"v{version}")
+        )
+
     def list_stacks(self) -> list[StackInfo]:
         def run() -> list[StackInfo]:
             return [

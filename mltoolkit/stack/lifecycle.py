@@ -194,6 +194,23 @@ class StackLifecycle:
 
     # ------------------------------------------------------------------ operations
 
+    def ensure_plugins(self, plugins: Mapping[str, str], renderer: Renderer) -> list[str]:
+        """Install the resource plugins (name -> version) the program needs that are missing,
+        saying so, before the engine would fetch them silently in the middle of ``up``."""
+        if not plugins:
+            return []
+        driver = self.driver
+        present = driver.installed_plugins()
+        installed = []
+        for name, version in sorted(plugins.items()):
+            if (name, version) in present:
+                continue
+            renderer.announce(f"installing the Pulumi {name} plugin v{version} (once per machine; can take a minute)")
+            driver.install_plugin(name, version)
+            renderer.announce(f"installed the Pulumi {name} plugin v{version}")
+            installed.append(f"{name}-{version}")
+        return installed
+
     def preview(self, program: Callable[[], None], *, progress: Any = None) -> dict[str, int]:
         renderer = self._renderer(progress, f"preview {self.settings.stack}")
         model = self._model("preview", renderer)
@@ -215,16 +232,19 @@ class StackLifecycle:
         cost_per_month: float | None = None,
         model_name: str | None = None,
         progress: Any = None,
+        plugins: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Create or update the stack; returns its outputs (secrets as ``SecretOutput``).
 
         ``labels`` are the ones passed to the program (their ``expires`` is recorded);
-        ``planned`` and the costs come from the plan and are shown before anything starts.
+        ``planned`` and the costs come from the plan and are shown before anything starts;
+        ``plugins`` (name -> version) are installed first where missing, with progress.
         """
         s = self.settings
         expires = (labels if labels is not None else self.labels()).get("expires")
         renderer = self._renderer(progress, f"up {s.stack}")
         driver = self.driver
+        self.ensure_plugins(plugins or {}, renderer)
         self.records.write(
             StackRecord(
                 stack=s.stack, project=s.project, backend=s.backend, owner=self.owner,

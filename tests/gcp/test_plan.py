@@ -24,7 +24,7 @@ SKETCH_TYPES = Counter(
         "gcp:compute/network:Network": 1,
         "gcp:compute/subnetwork:Subnetwork": 1,
         "gcp:serviceaccount/account:Account": 2,  # nodes, model reader
-        "gcp:projects/iAMMember:IAMMember": 3,  # logs, metrics, metadata
+        "gcp:projects/iAMMember:IAMMember": 1,  # roles/container.defaultNodeServiceAccount
         "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
         "gcp:container/cluster:Cluster": 1,
         "gcp:container/nodePool:NodePool": 1,

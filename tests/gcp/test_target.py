@@ -236,6 +236,9 @@ def test_credentials_sources(adc, tmp_path, monkeypatch):
 
 
 def test_up_shows_cost_then_progress_to_the_last_planned_resource(cluster, spec, fake, adc, capsys):
+    from mltoolkit.gcp.target import required_plugins
+
+    fake.plugins |= {("resource", name, version) for name, version in required_plugins().items()}
     target = target_for(cluster, fake)
     plan = target.plan(spec)
     planned = sum(1 for r in plan.run.resources if r.custom)
@@ -478,3 +481,16 @@ print("pulumi imported:", any(m.split(".")[0] == "pulumi" for m in sys.modules))
     assert len(lines) == 3
     assert all(line.startswith("GcpExtraMissingError") and "pip install 'mltoolkit[gcp]'" in line for line in lines[:2])
     assert lines[2] == "pulumi imported: False"
+
+
+def test_up_installs_the_plugins_matching_the_installed_sdks(cluster, spec, fake, adc):
+    from importlib import metadata
+
+    from mltoolkit.gcp.target import required_plugins
+
+    assert required_plugins() == {
+        "gcp": metadata.version("pulumi_gcp"), "kubernetes": metadata.version("pulumi_kubernetes")}
+    fake.script(load_scenario("up_success"))
+    target_for(cluster, fake, progress=False).up(spec)
+    installed = {c.argv[-2]: c.argv[-1] for c in fake.calls_of("plugin", "install")}
+    assert installed == {name: f"v{version}" for name, version in required_plugins().items()}
