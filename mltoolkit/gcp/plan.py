@@ -19,7 +19,7 @@ from mltoolkit.gcp import costs, images, prices
 from mltoolkit.gcp.key_settings import key_settings
 from mltoolkit.gcp.mock_runtime import MockRun, RegisteredResource, run_program
 from mltoolkit.gcp.mocks import CloudMocks
-from mltoolkit.gcp.program import COMPONENTS, build_program
+from mltoolkit.gcp.program import COMPONENTS, build_program, serving_build
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import DeploymentSpec
 
@@ -162,13 +162,17 @@ def _notes(cluster: ClusterSpec, deployment: DeploymentSpec, items: list[costs.L
             "No external endpoint: allowed_cidrs is empty, so the Service is ClusterIP only. "
             "Set ClusterSpec.allowed_cidrs (or allow_public=True) to get a load balancer."
         )
-    if deployment.model.path is not None and cluster.serving_image is None:
-        image = images.default_serving_image(images.registry_url(cluster))
-        command = " ".join(images.cloud_build_command(cluster, "cloudbuild.json"))
+    build = serving_build(cluster, deployment)
+    if build is not None:
+        context, _ = build
+        once = images.CLOUD_BUILD_PER_MINUTE * images.BUILD_MINUTES
+        pins = ", ".join(f"{k}=={v}" for k, v in context.requirements.items())
         notes.append(
-            f"The serving image {image} must be built once the registry exists: "
-            f"write cloudbuild.json with mltoolkit.gcp.images.write_cloud_build_config, then run "
-            f"`{command}` from the mltoolkit source tree."
+            f"The serving image {context.image(images.registry_url(cluster))} is built by up() with "
+            f"Cloud Build (gcloud builds submit, from the installed package) before any pod starts, "
+            f"and skipped when that tag exists: about {images.BUILD_MINUTES} build-minutes, "
+            f"${once:.2f} once at ${images.CLOUD_BUILD_PER_MINUTE}/minute after the monthly free "
+            f"minutes (not in the hourly cost). Pinned: {pins}."
         )
     missing = costs.unpriced(items)
     if missing:

@@ -13,10 +13,10 @@ Model delivery, the choice made here (no Docker engine on the user's machine):
   ``emptyDir`` with the pod's own identity — a Kubernetes service account bound by Workload
   Identity to a Google service account that may only read that bucket. A new model means a new
   object name, so the Deployment rolls. The model server image is ``ClusterSpec.serving_image``
-  if given, else ``<registry>/mltoolkit-serving:<version>`` in the stack's own registry, built by
-  Cloud Build from the package's ``mltoolkit/serving/Dockerfile`` (``mltoolkit.gcp.images`` gives
-  the exact ``gcloud builds submit`` step). One image serves every model; models change without
-  rebuilding it.
+  if given, else ``<registry>/mltoolkit-serving:<content hash>`` in the stack's own registry,
+  built by ``up()`` itself (``ServingImage``: Cloud Build, from the installed package, with the
+  model's libraries pinned; see ``mltoolkit.gcp.images``) before any pod needs it, and skipped
+  when that tag exists. Models with the same libraries share one image.
 - A model given as an image (``ModelSpec.image``) runs as is, on its own port.
 
 Why not bake the model into the image: that needs a build per model (minutes of Cloud Build, an
@@ -35,6 +35,7 @@ import pulumi
 
 from mltoolkit.errors import SpecError
 from mltoolkit.gcp import catalog, images, manifests
+from mltoolkit.gcp.build import ServingImage, ServingImageArgs
 from mltoolkit.gcp.cluster import GkeCluster, GkeClusterArgs
 from mltoolkit.gcp.delivery import ModelDelivery, ModelDeliveryArgs
 from mltoolkit.gcp.exposure import ModelEndpoint, ModelEndpointArgs
@@ -43,14 +44,16 @@ from mltoolkit.gcp.network import Network, NetworkArgs
 from mltoolkit.gcp.registry import Registry, RegistryArgs
 from mltoolkit.gcp.serving import ModelServing, ModelServingArgs
 from mltoolkit.spec.cluster import ClusterSpec, check_labels
-from mltoolkit.spec.deployment import DeploymentSpec
+from mltoolkit.spec.deployment import DeploymentSpec, default_model_dir
 from mltoolkit.stack.labels import stable_labels
 
 MANAGED_BY = "mltoolkit"
 NODE_RESERVED_FRACTION = catalog.NODE_RESERVED_FRACTION
 
 #: the program's components, in the order it declares them (plans list resources in this order)
-COMPONENTS = ("registry", "network", "cluster", "kubernetes", "model-delivery", "model-serving", "endpoint")
+COMPONENTS = (
+    "registry", "network", "cluster", "kubernetes", "model-delivery", "serving-image", "model-serving", "endpoint",
+)
 
 EXPORTS = (
     "registry_url",
@@ -91,6 +94,16 @@ def check_replica_fits(cluster: ClusterSpec, deployment: DeploymentSpec) -> None
             deployment.memory,
             f"at most about {memory:g} GB, what the largest node of the cluster's pools can give one replica",
         )
+
+
+def serving_build(cluster: ClusterSpec, deployment: DeploymentSpec) -> tuple[images.BuildContext, Path] | None:
+    """The serving image's build context and where ``up()`` writes it, when ``up()`` builds the
+    image (a model file and no ``ClusterSpec.serving_image``); None otherwise."""
+    model = deployment.model
+    if model.path is None or cluster.serving_image is not None:
+        return None
+    context = images.build_context(getattr(model, "library_versions", None) or {})
+    return context, images.context_dir(default_model_dir().parent, context)
 
 
 def check_gpu_request(cluster: ClusterSpec, deployment: DeploymentSpec) -> None:
@@ -140,6 +153,7 @@ def build_program(
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
         raise SpecError("ModelSpec.path", model.path, "an existing model file")
+    build = serving_build(cluster, deployment)
 
     def program() -> None:
         registry = Registry(
@@ -187,12 +201,25 @@ def build_program(
                     labels=fixed_labels,
                 ),
             )
-            image: pulumi.Input[str] = cluster.serving_image or registry.registry_url.apply(
-                images.default_serving_image
-            )
+            image: pulumi.Input[str] = cluster.serving_image or ""
         else:
             assert model.image is not None
             image = model.image
+        serving_image = None
+        if build is not None:
+            context, directory = build
+            serving_image = ServingImage(
+                "serving-image",
+                ServingImageArgs(
+                    project=cluster.project,
+                    region=cluster.region,
+                    registry_url=registry.registry_url,
+                    digest=context.digest,
+                    context_dir=str(directory),
+                    after=(registry.repository, gke.registry_reader),
+                ),
+            )
+            image = serving_image.image
         serving = ModelServing(
             "model-serving",
             ModelServingArgs(
@@ -204,7 +231,10 @@ def build_program(
                 gsa_email=delivery.email if delivery else None,
                 labels=fixed_labels,
                 # the pods read the model at start: object uploaded, read access granted first
-                after=tuple(delivery.ready_for_pods) if delivery else (),
+                after=(
+                    *(delivery.ready_for_pods if delivery else ()),
+                    *((serving_image.build,) if serving_image else ()),  # pushed before pods pull
+                ),
             ),
         )
         endpoint = ModelEndpoint(

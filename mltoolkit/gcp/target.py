@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_TTL = "24h"
 IMPERSONATE_CONFIG = "gcp:impersonateServiceAccount"
 IMPERSONATE_ENV = "GOOGLE_IMPERSONATE_SERVICE_ACCOUNT"  # read by the Google provider too
-_GCP_EXTRA = ("pulumi", "pulumi_gcp", "pulumi_kubernetes", "kubernetes", "grpc", "semver")
+_GCP_EXTRA = ("pulumi", "pulumi_command", "pulumi_gcp", "pulumi_kubernetes", "kubernetes", "grpc", "semver")
 
 
 def google_credentials_source(environ: Mapping[str, str] | None = None) -> str | None:
@@ -90,7 +90,7 @@ _PROVIDER_ONLY = ("GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAU
 
 
 #: the Pulumi resource plugins the program needs: plugin name -> the Python package of its SDK
-PLUGIN_PACKAGES = {"gcp": "pulumi_gcp", "kubernetes": "pulumi_kubernetes"}
+PLUGIN_PACKAGES = {"command": "pulumi_command", "gcp": "pulumi_gcp", "kubernetes": "pulumi_kubernetes"}
 
 
 def required_plugins() -> dict[str, str]:
@@ -287,6 +287,7 @@ class GKETarget:
         self._preflight()
         labels = self._lifecycle.labels_for_up(renew_expiry=renew_expiry)
         plan = self.plan(spec, labels=labels)
+        self._write_build_context(spec)
         outputs = self._lifecycle.up(
             self._program(spec, labels),
             labels=labels,
@@ -300,6 +301,14 @@ class GKETarget:
         self._outputs = outputs
         self._model_name = spec.model.name
         return self.endpoint if outputs.get("endpoint_url") else None
+
+    def _write_build_context(self, spec: DeploymentSpec) -> None:
+        """Put the serving image's build context where the program's build step reads it."""
+        program = _gcp_extra_module("mltoolkit.gcp.program")
+        build = program.serving_build(self.cluster, spec)
+        if build is not None:
+            context, directory = build
+            program.images.write_context(context, directory)
 
     @property
     def last_changes(self) -> dict[str, int]:

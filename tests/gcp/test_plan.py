@@ -17,6 +17,7 @@ SKETCH_TYPES = Counter(
         "mltoolkit:gcp:GkeCluster": 1,
         "mltoolkit:gcp:KubernetesAccess": 1,
         "mltoolkit:gcp:ModelDelivery": 1,
+        "mltoolkit:gcp:ServingImage": 1,
         "mltoolkit:gcp:ModelServing": 1,
         "mltoolkit:gcp:ModelEndpoint": 1,
         "gcp:artifactregistry/repository:Repository": 1,
@@ -31,6 +32,7 @@ SKETCH_TYPES = Counter(
         "gcp:storage/bucketObject:BucketObject": 1,
         "gcp:storage/bucketIAMMember:BucketIAMMember": 1,
         "gcp:serviceaccount/iAMMember:IAMMember": 1,
+        "command:local:Command": 1,  # the serving image, built by Cloud Build
         "pulumi:providers:kubernetes": 1,
         "kubernetes:core/v1:Namespace": 1,
         "kubernetes:core/v1:ServiceAccount": 1,

@@ -288,3 +288,33 @@ def test_the_autoscaler_owns_the_replica_count_after_creation(sketch_run):
     assert "spec.replicas" in deployment.ignore_changes  # ...then never reset under the HPA
     (hpa,) = sketch_run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
     assert hpa.inputs["spec"]["minReplicas"] == 3
+
+
+# -- the serving image exists before any pod needs it (issue 12.1) -------------------------------
+
+
+def test_up_builds_the_serving_image_before_the_deployment(sketch_run):
+    (build,) = sketch_run.of_type("command:local:Command")
+    digest = build.inputs["triggers"][0]
+    image = f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:{digest}"
+    assert build.inputs["create"].startswith(f"gcloud artifacts docker images describe {image}")
+    assert f"gcloud builds submit" in build.inputs["create"] and f"--tag {image}" in build.inputs["create"]
+    repository = sketch_run.named("mltoolkit-images")
+    assert repository.urn in build.dependencies  # the registry exists first
+    deployment = sketch_run.named("digits-deployment")
+    assert build.urn in deployment.dependencies  # pods are created after the push
+    assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    assert sketch_run.outputs["serving_image"] == image
+
+
+def test_no_build_for_an_image_model_or_a_named_serving_image(deployment):
+    image_model = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits"))
+    assert not run(make_cluster(), image_model).of_type("command:local:Command")
+    named = run(make_cluster(serving_image="example.org/serving:1"), deployment)
+    assert not named.of_type("command:local:Command")
+    assert named.outputs["serving_image"] == "example.org/serving:1"
+
+
+def test_an_unchanged_package_and_model_is_no_new_build(deployment):
+    before, after = run(make_cluster(), deployment), run(make_cluster(), deployment)
+    assert not [c for c in changes(before, after) if c[0].startswith("serving-image")]

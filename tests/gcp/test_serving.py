@@ -33,7 +33,8 @@ def test_registered_deployment_carries_the_spec(sketch_run):
     assert container["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert container["image"] == f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:0.1.0"
+    (build,) = sketch_run.of_type("command:local:Command")  # the image up() builds, by content hash
+    assert container["image"] == f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:{build.inputs['triggers'][0]}"
     spread = spec["template"]["spec"]["topologySpreadConstraints"][0]
     assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
     # the init container reads the object the delivery component uploaded

@@ -489,8 +489,26 @@ def test_up_installs_the_plugins_matching_the_installed_sdks(cluster, spec, fake
     from mltoolkit.gcp.target import required_plugins
 
     assert required_plugins() == {
+        "command": metadata.version("pulumi_command"),  # runs the serving image's build
         "gcp": metadata.version("pulumi_gcp"), "kubernetes": metadata.version("pulumi_kubernetes")}
     fake.script(load_scenario("up_success"))
     target_for(cluster, fake, progress=False).up(spec)
     installed = {c.argv[-2]: c.argv[-1] for c in fake.calls_of("plugin", "install")}
     assert installed == {name: f"v{version}" for name, version in required_plugins().items()}
+
+
+def test_up_writes_the_build_context_the_program_builds_from(cluster, spec, fake, adc, tmp_path, monkeypatch):
+    from mltoolkit.gcp.program import serving_build
+
+    monkeypatch.setenv("MLTOOLKIT_HOME", str(tmp_path / "home"))
+    context, directory = serving_build(cluster, spec)
+    assert directory == tmp_path / "home" / "builds" / context.digest
+    plan = target_for(cluster, fake).plan(spec)
+    (build,) = plan.run.of_type("command:local:Command")
+    assert f"gcloud builds submit {directory}" in build.inputs["create"]
+    assert any("built by up() with Cloud Build" in note and "$0.02 once" in note for note in plan.notes)
+    assert not directory.exists()  # plan() writes nothing
+    fake.script(load_scenario("up_success"))
+    target_for(cluster, fake, progress=False).up(spec)
+    assert (directory / "Dockerfile").is_file() and (directory / "mltoolkit" / "serving" / "__main__.py").is_file()
+    assert (directory / "requirements.txt").read_text().startswith("aiohttp==")
