@@ -446,6 +446,10 @@ def test_real_gke_up_predict_measure_down(digits_model, tmp_path):
         assert len(endpoint.predict(X[:3])) == 3
         assert len(target.load_test(rate=5, duration=3, X=X)) > 0
         assert len(target.utilization()) >= 1
+        from mltoolkit.gcp.smoke import unexpected_changes
+
+        target.up(spec)  # the same spec again: nothing restarts, nothing is replaced
+        assert not unexpected_changes(target.last_changes), target.last_changes
     finally:
         target.down()
     assert target.status().exists is False
