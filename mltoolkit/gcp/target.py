@@ -268,7 +268,8 @@ class GKETarget:
         """``pulumi preview``: the changes ``up(spec)`` would make, by operation."""
         spec = self._check_spec(spec)
         self._preflight()
-        return self._lifecycle.preview(self._program(spec, self.labels()), progress=progress)
+        labels = self._lifecycle.labels_for_up()  # what up(spec) would pass: the kept expiry
+        return self._lifecycle.preview(self._program(spec, labels), progress=progress)
 
     # ---------------------------------------------------------------- up / down
 
