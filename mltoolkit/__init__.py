@@ -27,6 +27,7 @@ _LAZY = {
     "ModelSpec": "mltoolkit.spec",
     "MonitorPanel": "mltoolkit.widgets",
     "NodePoolSpec": "mltoolkit.spec",
+    "Plan": "mltoolkit.planning",
     "ProvisionPanel": "mltoolkit.widgets",
     "StackError": "mltoolkit.stack.errors",
     "balance": "mltoolkit.observe",

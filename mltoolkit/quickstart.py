@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, X, _ = train_digits()
     spec = digits_spec(model, replicas=args.replicas, policy=args.policy)
     target = LocalTarget(nodes=args.nodes)
-    _show("plan", target.plan(spec).drop(columns=["command"]))
+    _show("plan", target.plan(spec).resources.drop(columns=["command"]))
     try:
         endpoint = target.up(spec)
         served = endpoint.predict(X[:CHECK_ROWS])

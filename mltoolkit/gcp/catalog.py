@@ -35,6 +35,19 @@ REGIONS: dict[str, tuple[str, ...]] = {
 
 DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd")
 
+#: what GKE and its system pods keep of a node, roughly: requests above the rest never schedule
+NODE_RESERVED_FRACTION = 0.1
+#: the zones a regional cluster's node pool spans by default
+REGIONAL_POOL_ZONES = 3
+
+
+def zones_of(location: str) -> int:
+    """How many zones a node pool at ``location`` (a region or a zone) spans by default."""
+    region = region_of(location)
+    if region is None or region != location:
+        return 1
+    return min(REGIONAL_POOL_ZONES, len(REGIONS[region]))
+
 
 @dataclass(frozen=True)
 class MachineType:

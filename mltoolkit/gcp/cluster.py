@@ -3,8 +3,8 @@
 The cluster is VPC-native on the ``Network`` component's subnet, with Workload Identity, a
 release channel, ``deletion_protection=False`` (so ``down()`` can destroy it) and no default node
 pool. Each node pool autoscales between the spec's total min and max, may use spot VMs, and for
-GPUs gets ``guest_accelerators`` with GKE-managed driver installation and an ``nvidia.com/gpu``
-NoSchedule taint. Nodes run as a dedicated service account that may only read the stack's image
+GPUs gets ``guest_accelerators`` with GKE-managed driver installation (GKE taints those nodes
+``nvidia.com/gpu`` NoSchedule itself). Nodes run as a dedicated service account that may only read the stack's image
 repository and write logs and metrics.
 """
 
@@ -15,18 +15,14 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from mltoolkit.gcp import manifests
 from mltoolkit.gcp.network import PODS_RANGE, SERVICES_RANGE
 from mltoolkit.spec.cluster import ClusterSpec, NodePoolSpec
 
 MASTER_CIDR = "172.16.0.32/28"  # control plane range for private nodes (outside the VPC ranges)
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-#: project roles of the node service account: write logs, write metrics, write resource metadata
-NODE_PROJECT_ROLES = (
-    "roles/logging.logWriter",
-    "roles/monitoring.metricWriter",
-    "roles/stackdriver.resourceMetadata.writer",
-)
+#: project role of the node service account: the one GKE recommends for a custom node account
+#: (write logs, metrics, resource metadata, autoscaling metrics; nothing else)
+NODE_PROJECT_ROLES = ("roles/container.defaultNodeServiceAccount",)
 #: role on the stack's repository only: pull images
 NODE_REPOSITORY_ROLE = "roles/artifactregistry.reader"
 
@@ -44,7 +40,10 @@ class GkeClusterArgs:
     subnetwork: pulumi.Input[str]
     #: the Artifact Registry repository the nodes pull from
     repository: gcp.artifactregistry.Repository
+    #: the cluster's resource labels (updated in place)
     labels: dict[str, str] = field(default_factory=dict)
+    #: the node pools' node labels and VM labels: no volatile label (a change recreates nodes)
+    node_labels: dict[str, str] | None = None
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -135,7 +134,7 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]),
         )
         self.node_pools = [
-            self._node_pool(spec, pool, args.labels, depends_on=[*self.node_roles, self.registry_reader])
+            self._node_pool(spec, pool, args.labels if args.node_labels is None else args.node_labels, depends_on=[*self.node_roles, self.registry_reader])
             for pool in spec.node_pools
         ]
         self.name: pulumi.Output[str] = self.cluster.name
@@ -151,7 +150,8 @@ class GkeCluster(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
     ) -> gcp.container.NodePool:
         guest_accelerators = None
-        taints = None
+        # no taint of our own on GPU pools: GKE adds nvidia.com/gpu=present:NoSchedule itself,
+        # and a second one with the same key is a duplicate the API may reject
         if pool.gpu_type is not None:
             guest_accelerators = [
                 gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
@@ -162,11 +162,6 @@ class GkeCluster(pulumi.ComponentResource):
                             gpu_driver_version="DEFAULT"
                         )
                     ),
-                )
-            ]
-            taints = [
-                gcp.container.NodePoolNodeConfigTaintArgs(
-                    key=manifests.GPU_TAINT_KEY, value=manifests.GPU_TAINT_VALUE, effect="NO_SCHEDULE"
                 )
             ]
         return gcp.container.NodePool(
@@ -196,7 +191,6 @@ class GkeCluster(pulumi.ComponentResource):
                 labels=labels,  # Kubernetes node labels
                 resource_labels=labels,
                 guest_accelerators=guest_accelerators,
-                taints=taints,
             ),
             # a changed min_nodes must not replace the pool: autoscaling bounds update in place
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, ignore_changes=["initialNodeCount"]),

@@ -4,7 +4,17 @@ The items are read off the registered resources themselves — node pools, the c
 balancer Services and Ingresses, Cloud Armor policies, NAT, the model object in the bucket, the
 serving image in the registry — so the estimate follows the program, not a second description
 of it. Node counts are the pools' autoscaling minimum (``scale="min"``) or maximum
-(``scale="max"``).
+(``scale="max"``), raised to what GKE will actually run (``pool_node_counts``):
+
+- a regional pool starts ``initialNodeCount`` nodes in *each* of its zones (GKE's default of 3),
+  so ``min_nodes=1`` in a region runs 3 nodes until the autoscaler removes some;
+- the replicas' requests (the Deployment's replicas × its container requests) must fit on the
+  nodes of the pools they may run on — GPU pools only for pods that request GPUs (GKE taints
+  them) — with ``catalog.NODE_RESERVED_FRACTION`` of each node kept by GKE; more nodes are counted
+  where they do not fit (up to the pool's maximum).
+
+The spread rules force no more than that: ``maxSkew: 1`` over hostnames counts only nodes that
+exist, so replicas may share nodes when the requests allow it.
 """
 
 from __future__ import annotations
@@ -17,10 +27,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 import pandas as pd
 
 from mltoolkit.gcp import catalog, prices
+from mltoolkit.planning import COST_COLUMNS
+from mltoolkit.spec.quantities import cpu_millicores, memory_bytes
 if TYPE_CHECKING:  # plain data in, no Pulumi needed to price or summarise it
     from mltoolkit.gcp.mock_runtime import RegisteredResource
 
-COLUMNS = ["resource", "item", "quantity", "unit", "unit_price_per_hour", "usd_per_hour"]
+COLUMNS = COST_COLUMNS
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -94,6 +106,67 @@ def _node_pool_items(pool: RegisteredResource, nodes: int, private: bool, nat: b
     return items
 
 
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def _pool_has_gpu(pool: RegisteredResource) -> bool:
+    return bool(_get(pool.inputs, "nodeConfig", "guestAccelerators"))
+
+
+def _replica_requests(deployment: RegisteredResource) -> tuple[int, float, float, int]:
+    """(replicas, CPU cores, memory bytes, GPUs) that one Deployment asks of the nodes."""
+    replicas = int(_get(deployment.inputs, "spec", "replicas", default=1) or 1)
+    containers = _get(deployment.inputs, "spec", "template", "spec", "containers", default=[]) or []
+    cpu = memory = 0.0
+    gpus = 0
+    for container in containers:
+        requests = _get(container, "resources", "requests", default={}) or {}
+        limits = _get(container, "resources", "limits", default={}) or {}
+        if "cpu" in requests:
+            cpu += cpu_millicores(requests["cpu"]) / 1000
+        if "memory" in requests:
+            memory += memory_bytes(requests["memory"])
+        gpus += int(limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE, 0)) or 0)
+    return replicas, cpu, memory, gpus
+
+
+def _nodes_needed(pool: RegisteredResource, replicas: int, cpu: float, memory: float) -> int:
+    machine = catalog.MACHINE_TYPES.get(_get(pool.inputs, "nodeConfig", "machineType", default=""))
+    if machine is None:
+        return 0  # an unlisted machine: its size is unknown
+    usable = 1 - catalog.NODE_RESERVED_FRACTION
+    per_node = min(
+        int(machine.vcpus * usable // cpu) if cpu > 0 else replicas,
+        int(machine.memory_gb * 1e9 * usable // memory) if memory > 0 else replicas,
+    )
+    return math.ceil(replicas / per_node) if per_node > 0 else 0
+
+
+def pool_node_counts(
+    resources: Iterable[RegisteredResource], *, scale: Literal["min", "max"] = "min"
+) -> dict[str, int]:
+    """Nodes each node pool runs (by pool name): its autoscaling bound, at least its initial
+    nodes in every zone, at least what the replicas' requests need (see the module docstring)."""
+    resources = list(resources)
+    pools = [r for r in resources if r.type == NODE_POOL]
+    counts: dict[str, int] = {}
+    for pool in pools:
+        key = "totalMinNodeCount" if scale == "min" else "totalMaxNodeCount"
+        nodes = int(_get(pool.inputs, "autoscaling", key, default=0) or 0)
+        per_zone = int(pool.inputs.get("initialNodeCount") or 0)
+        counts[pool.name] = max(nodes, per_zone * catalog.zones_of(str(pool.inputs.get("location", ""))))
+    for deployment in (r for r in resources if r.type == DEPLOYMENT):
+        replicas, cpu, memory, gpus = _replica_requests(deployment)
+        eligible = [p for p in pools if _pool_has_gpu(p) == (gpus > 0)]
+        if not eligible:
+            continue
+        pool = eligible[0]  # the first pool the replicas may run on takes what does not fit
+        ceiling = int(_get(pool.inputs, "autoscaling", "totalMaxNodeCount", default=0) or 0)
+        needed = _nodes_needed(pool, replicas, cpu, memory)
+        counts[pool.name] = max(counts[pool.name], min(needed, ceiling) if ceiling else needed)
+    return counts
+
+
 def line_items(
     resources: Iterable[RegisteredResource], *, scale: Literal["min", "max"] = "min"
 ) -> list[LineItem]:
@@ -107,10 +180,9 @@ def line_items(
     items: list[LineItem] = []
     for cluster in clusters:
         items.append(LineItem(cluster.name, "GKE cluster management fee", 1, "cluster", prices.GKE_CLUSTER_HOURLY))
+    node_counts = pool_node_counts(resources, scale=scale)
     for pool in by_type.get(NODE_POOL, []):
-        key = "totalMinNodeCount" if scale == "min" else "totalMaxNodeCount"
-        nodes = int(_get(pool.inputs, "autoscaling", key, default=0))
-        items += _node_pool_items(pool, nodes, private, nat)
+        items += _node_pool_items(pool, node_counts[pool.name], private, nat)
     for service in by_type.get(SERVICE, []):
         if _get(service.inputs, "spec", "type") == "LoadBalancer":
             items.append(

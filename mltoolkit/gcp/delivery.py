@@ -95,4 +95,6 @@ class ModelDelivery(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster] if args.cluster else None),
         )
         self.model_url: pulumi.Output[str] = pulumi.Output.concat("gs://", args.bucket, "/", self.object_name)
+        #: what must exist before a pod fetches the model
+        self.ready_for_pods: list[pulumi.Resource] = [self.object, self.bucket_reader, self.workload_identity]
         self.register_outputs({"model_url": self.model_url, "service_account": self.email})

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from mltoolkit.gcp import manifests
+from mltoolkit.gcp import manifests, names
 from mltoolkit.spec.cluster import ClusterSpec
 
 #: Cloud Armor accepts at most this many ranges in one rule
@@ -56,7 +56,13 @@ class ModelEndpointArgs:
     provider: k8s.Provider
     #: the ModelServing component (its namespace must exist first)
     serving: pulumi.Resource
+    #: labels of the Kubernetes objects
     labels: dict[str, str] = field(default_factory=dict)
+    #: labels of the Google Cloud resources (the Cloud Armor policy); None: ``labels``
+    cloud_labels: dict[str, str] | None = None
+    #: the port the pods listen on and the path that answers when ready (None: not known)
+    port: int = manifests.SERVING_PORT
+    health_path: str | None = manifests.READY_PATH
 
 
 def _first_ip(status: Any) -> str | None:
@@ -93,16 +99,20 @@ class ModelEndpoint(pulumi.ComponentResource):
             if not spec.allow_public:
                 self.security_policy = gcp.compute.SecurityPolicy(
                     f"{spec.name}-{model}-armor",
+                    # named, not auto-named: a random suffix could push it past 63 characters
+                    name=names.resource_name(spec.name, model, "armor"),
                     project=spec.project,
                     description=f"sources allowed to reach {model} (mltoolkit)",
                     type="CLOUD_ARMOR",
                     rules=armor_rules(spec.allowed_cidrs),
-                    labels=args.labels,
+                    labels=args.labels if args.cloud_labels is None else args.cloud_labels,
                     opts=pulumi.ResourceOptions(parent=self),
                 )
                 policy_name = self.security_policy.name
             config = pulumi.Output.from_input(policy_name).apply(
-                lambda policy: manifests.backend_config(model, args.labels, policy)
+                lambda policy: manifests.backend_config(
+                    model, args.labels, policy, port=args.port, request_path=args.health_path
+                )
             )
             self.backend_config = k8s.apiextensions.CustomResource(
                 f"{model}-backend-config",

@@ -60,7 +60,7 @@ def _deployment(i: dict[str, Any]) -> str:
         image=container.get("image"),
         cpu=_get(container, "resources.requests.cpu"),
         memory=_get(container, "resources.requests.memory"),
-        gpu_toleration=bool(_get(i, "spec.template.spec.tolerations")),
+        gpu=_get(container, "resources.limits", {}).get("nvidia.com/gpu"),
     )
 
 
@@ -120,6 +120,9 @@ _EXTRACTORS: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "kubernetes:cloud.google.com/v1:BackendConfig": lambda i: _pairs(
         health=_get(i, "spec.healthCheck.requestPath"), armor=_get(i, "spec.securityPolicy.name")
+    ),
+    "command:local:Command": lambda i: _pairs(
+        build="Cloud Build, skipped when the tag exists", tag=",".join(str(t) for t in i.get("triggers") or [])
     ),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": lambda i: _pairs(
         replicas=f"{_get(i, 'spec.minReplicas')}-{_get(i, 'spec.maxReplicas')}",

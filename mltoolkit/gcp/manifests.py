@@ -8,7 +8,15 @@ them against the Kubernetes OpenAPI schema. Choices worth knowing:
   CPU limit is set only when the spec gives one (CPU limits throttle latency-sensitive servers).
 - Replicas spread across nodes (``maxSkew: 1`` on ``kubernetes.io/hostname``, enforced) and, best
   effort, across zones, so no node takes all replicas while others have room.
-- When the cluster has a GPU pool, pods tolerate its ``nvidia.com/gpu`` taint.
+- A replica with ``DeploymentSpec.gpu`` requests ``nvidia.com/gpu`` and tolerates the taint
+  GKE itself puts on GPU nodes; other replicas do not, so they never take a GPU node.
+- Pods are hardened: every container runs as a non-root user with no privilege escalation, all
+  capabilities dropped, the ``RuntimeDefault`` seccomp profile and (for the toolkit's own images)
+  a read-only root filesystem with a writable ``/tmp``; the service-account token is not mounted
+  (Workload Identity does not need it). The init image is pinned by version.
+- Health checks go to the port the pod listens on (``serving_port``) and, for the probes and the
+  L7 health check, to a path only where the image is known to serve it (the toolkit's own server);
+  an image model gets TCP probes and the load balancer's default path.
 - The HorizontalPodAutoscaler keeps between ``replicas`` and ``HPA_MAX_FACTOR × replicas`` at
   ``HPA_CPU_PERCENT`` % CPU; the PodDisruptionBudget lets one replica go at a time.
 """
@@ -30,12 +38,18 @@ SERVICE_PORT = 80
 MODEL_DIR = "/models"
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: the taint GKE puts on every GPU node itself (nvidia.com/gpu=present:NoSchedule)
 GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TAINT_VALUE = "present"
 HPA_MAX_FACTOR = 2
 HPA_CPU_PERCENT = 70
-#: the Google Cloud CLI image (slim) that copies the model from the bucket in an init container
-GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:slim"
+#: the Google Cloud CLI image (slim) that copies the model from the bucket in an init container,
+#: pinned by version (a moving tag would change what runs without any change of the spec)
+GCLOUD_VERSION = "500.0.0"
+GCLOUD_IMAGE = f"gcr.io/google.com/cloudsdktool/google-cloud-cli:{GCLOUD_VERSION}-slim"
+#: the non-root user of the serving image (mltoolkit/serving/Dockerfile) and of the init container
+RUN_AS_USER = 10001
+TMP_DIR = "/tmp"
 WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
 NEG_ANNOTATION = "cloud.google.com/neg"
 BACKEND_CONFIG_ANNOTATION = "cloud.google.com/backend-config"
@@ -89,12 +103,29 @@ def _resources(deployment: DeploymentSpec) -> dict[str, Any]:
     limits = {"memory": deployment.memory_limit or deployment.memory}
     if deployment.cpu_limit is not None:
         limits["cpu"] = deployment.cpu_limit
-    return {"requests": {"cpu": deployment.cpu, "memory": deployment.memory}, "limits": limits}
+    requests = {"cpu": deployment.cpu, "memory": deployment.memory}
+    if deployment.gpu:  # an extended resource: request and limit must be equal
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(deployment.gpu)
+    return {"requests": requests, "limits": limits}
 
 
-def _probe(path: str, *, initial_delay: int, period: int) -> dict[str, Any]:
+def serving_port(deployment_spec: DeploymentSpec) -> int:
+    """The port the model's pods listen on: the toolkit server's, or the image model's own."""
+    model = deployment_spec.model
+    return SERVING_PORT if model.path is not None else model.port
+
+
+def health_path(deployment_spec: DeploymentSpec) -> str | None:
+    """The readiness path, where the image is known to serve one (the toolkit's own server)."""
+    return READY_PATH if deployment_spec.model.path is not None else None
+
+
+def _probe(path: str | None, *, initial_delay: int, period: int) -> dict[str, Any]:
+    check: dict[str, Any] = (
+        {"httpGet": {"path": path, "port": PORT_NAME}} if path is not None else {"tcpSocket": {"port": PORT_NAME}}
+    )
     return {
-        "httpGet": {"path": path, "port": PORT_NAME},
+        **check,
         "initialDelaySeconds": initial_delay,
         "periodSeconds": period,
         "timeoutSeconds": 3,
@@ -123,6 +154,25 @@ def _server_args(deployment: DeploymentSpec, model_path: str) -> list[str]:
     return args
 
 
+def container_security(*, read_only_root: bool) -> dict[str, Any]:
+    """A container that cannot gain privileges: non-root, no capabilities, seccomp on."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security(*, run_as_user: int | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if run_as_user is not None:
+        context.update(runAsUser=run_as_user, runAsGroup=run_as_user, fsGroup=run_as_user)
+    return context
+
+
 def deployment(
     deployment_spec: DeploymentSpec,
     cluster: ClusterSpec,
@@ -140,16 +190,22 @@ def deployment(
     """
     model = deployment_spec.model
     name = model.name
+    own_server = model_url is not None
+    ready = health_path(deployment_spec)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": image,
         "resources": _resources(deployment_spec),
-        "readinessProbe": _probe(READY_PATH, initial_delay=2, period=5),
-        "livenessProbe": _probe(LIVE_PATH, initial_delay=15, period=10),
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "readinessProbe": _probe(ready, initial_delay=2, period=5),
+        "livenessProbe": _probe(LIVE_PATH if ready else None, initial_delay=15, period=10),
+        # an image model may write anywhere in its filesystem: read-only only for our server
+        "securityContext": container_security(read_only_root=own_server),
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": service_account_name(name),
+        # nothing in the pod calls the Kubernetes API; Workload Identity works without the token
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security(run_as_user=RUN_AS_USER if own_server else None),
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
         "topologySpreadConstraints": [
@@ -179,20 +235,29 @@ def deployment(
             {"name": "PORT", "value": str(SERVING_PORT)},
             {"name": "MLTOOLKIT_HOST", "value": "0.0.0.0"},
         ]
-        container["volumeMounts"] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}]
+        container["volumeMounts"] = [
+            {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_DIR},
+        ]
         pod_spec["initContainers"] = [
             {
                 "name": "fetch-model",
                 "image": GCLOUD_IMAGE,
                 "command": ["gcloud", "storage", "cp", model_url, local_model],
-                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}],
+                # gcloud keeps its configuration and logs under CLOUDSDK_CONFIG: the writable /tmp
+                "env": [{"name": "CLOUDSDK_CONFIG", "value": f"{TMP_DIR}/gcloud"}],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"},
+                },
+                "securityContext": container_security(read_only_root=True),
+                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": TMP_DIR}],
             }
         ]
-        pod_spec["volumes"] = [{"name": "model", "emptyDir": {}}]
+        pod_spec["volumes"] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
     else:
         container["ports"] = [{"name": PORT_NAME, "containerPort": model.port}]
-    if cluster.has_gpu:
+    if deployment_spec.gpu:
         pod_spec["tolerations"] = [
             {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
         ]
@@ -246,18 +311,19 @@ def ingress(model_name: str, labels: Mapping[str, str]) -> dict[str, Any]:
 
 
 def backend_config(
-    model_name: str, labels: Mapping[str, str], security_policy: str | None
+    model_name: str,
+    labels: Mapping[str, str],
+    security_policy: str | None,
+    *,
+    port: int = SERVING_PORT,
+    request_path: str | None = READY_PATH,
 ) -> dict[str, Any]:
-    """GKE BackendConfig: the L7 health check on the ready route, and the Cloud Armor policy."""
-    spec: dict[str, Any] = {
-        "healthCheck": {
-            "type": "HTTP",
-            "requestPath": READY_PATH,
-            "port": SERVING_PORT,
-            "checkIntervalSec": 5,
-            "timeoutSec": 3,
-        }
-    }
+    """GKE BackendConfig: the L7 health check on the pods' port (on the ready route where the
+    image serves one; else the load balancer's default ``/``), and the Cloud Armor policy."""
+    health: dict[str, Any] = {"type": "HTTP", "port": port, "checkIntervalSec": 5, "timeoutSec": 3}
+    if request_path is not None:
+        health["requestPath"] = request_path
+    spec: dict[str, Any] = {"healthCheck": health}
     if security_policy is not None:
         spec["securityPolicy"] = {"name": security_policy}
     return {

@@ -26,6 +26,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from mltoolkit.gcp.loading import gc_paused
+
 # The SDK's marker for secrets in serialized property values (pulumi.runtime.rpc).
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -170,8 +172,12 @@ def run_program(
     project: str = "mltoolkit",
     stack: str = "plan",
 ) -> MockRun:
-    """Run ``program`` under ``mocks`` (``preview=False``) and return what it registered."""
-    return contextvars.copy_context().run(_run_in_context, program, mocks, project, stack)
+    """Run ``program`` under ``mocks`` (``preview=False``) and return what it registered.
+
+    The garbage collector is paused meanwhile: the first run imports the provider modules the
+    program uses and evaluates their type hints (see ``mltoolkit.gcp.loading``)."""
+    with gc_paused():
+        return contextvars.copy_context().run(_run_in_context, program, mocks, project, stack)
 
 
 def _run_in_context(

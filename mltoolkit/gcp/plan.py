@@ -14,11 +14,12 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from mltoolkit import planning
 from mltoolkit.gcp import costs, images, prices
 from mltoolkit.gcp.key_settings import key_settings
 from mltoolkit.gcp.mock_runtime import MockRun, RegisteredResource, run_program
 from mltoolkit.gcp.mocks import CloudMocks
-from mltoolkit.gcp.program import COMPONENTS, build_program
+from mltoolkit.gcp.program import COMPONENTS, build_program, serving_build
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import DeploymentSpec
 
@@ -27,28 +28,26 @@ DIFF_COLUMNS = ["type", "name", "change", "properties"]
 SECRET = "[secret]"
 
 
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """The resources a spec creates and their estimated cost (at the pools' minimum node counts)."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Plan(planning.Plan):
+    """The resources a spec creates and their estimated cost (at the pools' minimum node counts):
+    the ``Plan`` every target returns, with what only the GKE program knows."""
 
     cluster: ClusterSpec
     deployment: DeploymentSpec
-    #: one row per resource: type, name, parent (component; "" at the top), settings
-    resources: pd.DataFrame
-    #: line items: resource, item, quantity, unit, unit_price_per_hour, usd_per_hour
-    costs: pd.DataFrame
-    cost_per_hour: float
-    cost_per_month: float
     #: with every node pool at its max_nodes
     cost_per_hour_max: float
     #: the stack outputs as they come out under mocks; secrets shown as "[secret]"
     outputs: dict[str, Any]
-    notes: tuple[str, ...]
     run: MockRun = field(repr=False)
 
     def inputs(self, name: str) -> dict[str, Any]:
         """All inputs of one resource, by name (as the provider would receive them)."""
         return self.run.named(name).inputs
+
+    def kubernetes_manifests(self) -> list[dict[str, Any]]:
+        """The Kubernetes objects of the plan as manifests (for ``kubectl``, linters, checkov)."""
+        return kubernetes_manifests(self.run)
 
     def diff(self, other: Plan) -> pd.DataFrame:
         """What changes from this plan to ``other``: added, removed and changed resources."""
@@ -81,6 +80,20 @@ class Plan:
             f"{self.costs.to_html(index=False, float_format=lambda v: f'{v:.6g}')}"
             f"<ul>{notes}</ul>"
         )
+
+
+def kubernetes_manifests(run: MockRun) -> list[dict[str, Any]]:
+    """Every Kubernetes object a run registered, as a manifest with ``apiVersion`` and ``kind``
+    (``kubernetes:apps/v1:Deployment`` -> ``apps/v1``, ``Deployment``)."""
+    manifests = []
+    for resource in run.resources:
+        if not resource.type.startswith("kubernetes:"):
+            continue
+        _, api, kind = resource.type.split(":")
+        group, version = api.rsplit("/", 1)
+        api_version = version if group == "core" else f"{group}/{version}"
+        manifests.append({"apiVersion": api_version, "kind": kind, **resource.inputs})
+    return manifests
 
 
 def _display_order(resource: RegisteredResource) -> tuple[int, int, str]:
@@ -149,13 +162,17 @@ def _notes(cluster: ClusterSpec, deployment: DeploymentSpec, items: list[costs.L
             "No external endpoint: allowed_cidrs is empty, so the Service is ClusterIP only. "
             "Set ClusterSpec.allowed_cidrs (or allow_public=True) to get a load balancer."
         )
-    if deployment.model.path is not None and cluster.serving_image is None:
-        image = images.default_serving_image(images.registry_url(cluster))
-        command = " ".join(images.cloud_build_command(cluster, "cloudbuild.json"))
+    build = serving_build(cluster, deployment)
+    if build is not None:
+        context, _ = build
+        once = images.CLOUD_BUILD_PER_MINUTE * images.BUILD_MINUTES
+        pins = ", ".join(f"{k}=={v}" for k, v in context.requirements.items())
         notes.append(
-            f"The serving image {image} must be built once the registry exists: "
-            f"write cloudbuild.json with mltoolkit.gcp.images.write_cloud_build_config, then run "
-            f"`{command}` from the mltoolkit source tree."
+            f"The serving image {context.image(images.registry_url(cluster))} is built by up() with "
+            f"Cloud Build (gcloud builds submit, from the installed package) before any pod starts, "
+            f"and skipped when that tag exists: about {images.BUILD_MINUTES} build-minutes, "
+            f"${once:.2f} once at ${images.CLOUD_BUILD_PER_MINUTE}/minute after the monthly free "
+            f"minutes (not in the hourly cost). Pinned: {pins}."
         )
     missing = costs.unpriced(items)
     if missing:
@@ -164,16 +181,23 @@ def _notes(cluster: ClusterSpec, deployment: DeploymentSpec, items: list[costs.L
 
 
 def plan(
-    cluster: ClusterSpec, deployment: DeploymentSpec, *, labels: Mapping[str, str] = {}
+    cluster: ClusterSpec,
+    deployment: DeploymentSpec,
+    *,
+    labels: Mapping[str, str] = {},
+    impersonate_service_account: str | None = None,
 ) -> Plan:
     """Run the GKE program under mocks and return its resources and estimated cost."""
-    program = build_program(cluster, deployment, labels=labels)  # validates before anything runs
+    program = build_program(  # validates before anything runs
+        cluster, deployment, labels=labels, impersonate_service_account=impersonate_service_account
+    )
     run = run_program(program, CloudMocks(cluster.project), project="mltoolkit", stack=cluster.name)
     items = costs.line_items(run.resources, scale="min")
     per_hour = costs.total_per_hour(items)
     per_hour_max = costs.total_per_hour(costs.line_items(run.resources, scale="max"))
     outputs = {k: (SECRET if k in run.secret_outputs else v) for k, v in run.outputs.items()}
     return Plan(
+        title=f"cluster {cluster.name} in {cluster.project}/{cluster.location}, model {deployment.model.name}",
         cluster=cluster,
         deployment=deployment,
         resources=resource_frame(run),

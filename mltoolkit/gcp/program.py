@@ -13,10 +13,10 @@ Model delivery, the choice made here (no Docker engine on the user's machine):
   ``emptyDir`` with the pod's own identity — a Kubernetes service account bound by Workload
   Identity to a Google service account that may only read that bucket. A new model means a new
   object name, so the Deployment rolls. The model server image is ``ClusterSpec.serving_image``
-  if given, else ``<registry>/mltoolkit-serving:<version>`` in the stack's own registry, built by
-  Cloud Build from the package's ``mltoolkit/serving/Dockerfile`` (``mltoolkit.gcp.images`` gives
-  the exact ``gcloud builds submit`` step). One image serves every model; models change without
-  rebuilding it.
+  if given, else ``<registry>/mltoolkit-serving:<content hash>`` in the stack's own registry,
+  built by ``up()`` itself (``ServingImage``: Cloud Build, from the installed package, with the
+  model's libraries pinned; see ``mltoolkit.gcp.images``) before any pod needs it, and skipped
+  when that tag exists. Models with the same libraries share one image.
 - A model given as an image (``ModelSpec.image``) runs as is, on its own port.
 
 Why not bake the model into the image: that needs a build per model (minutes of Cloud Build, an
@@ -35,6 +35,7 @@ import pulumi
 
 from mltoolkit.errors import SpecError
 from mltoolkit.gcp import catalog, images, manifests
+from mltoolkit.gcp.build import ServingImage, ServingImageArgs
 from mltoolkit.gcp.cluster import GkeCluster, GkeClusterArgs
 from mltoolkit.gcp.delivery import ModelDelivery, ModelDeliveryArgs
 from mltoolkit.gcp.exposure import ModelEndpoint, ModelEndpointArgs
@@ -43,14 +44,16 @@ from mltoolkit.gcp.network import Network, NetworkArgs
 from mltoolkit.gcp.registry import Registry, RegistryArgs
 from mltoolkit.gcp.serving import ModelServing, ModelServingArgs
 from mltoolkit.spec.cluster import ClusterSpec, check_labels
-from mltoolkit.spec.deployment import DeploymentSpec
+from mltoolkit.spec.deployment import DeploymentSpec, default_model_dir
+from mltoolkit.stack.labels import stable_labels
 
 MANAGED_BY = "mltoolkit"
-#: what GKE and its system pods keep of a node, roughly: requests above the rest never schedule
-NODE_RESERVED_FRACTION = 0.1
+NODE_RESERVED_FRACTION = catalog.NODE_RESERVED_FRACTION
 
 #: the program's components, in the order it declares them (plans list resources in this order)
-COMPONENTS = ("registry", "network", "cluster", "kubernetes", "model-delivery", "model-serving", "endpoint")
+COMPONENTS = (
+    "registry", "network", "cluster", "kubernetes", "model-delivery", "serving-image", "model-serving", "endpoint",
+)
 
 EXPORTS = (
     "registry_url",
@@ -93,8 +96,44 @@ def check_replica_fits(cluster: ClusterSpec, deployment: DeploymentSpec) -> None
         )
 
 
+def serving_build(cluster: ClusterSpec, deployment: DeploymentSpec) -> tuple[images.BuildContext, Path] | None:
+    """The serving image's build context and where ``up()`` writes it, when ``up()`` builds the
+    image (a model file and no ``ClusterSpec.serving_image``); None otherwise."""
+    model = deployment.model
+    if model.path is None or cluster.serving_image is not None:
+        return None
+    context = images.build_context(getattr(model, "library_versions", None) or {})
+    return context, images.context_dir(default_model_dir().parent, context)
+
+
+def check_gpu_request(cluster: ClusterSpec, deployment: DeploymentSpec) -> None:
+    """Reject GPUs nothing can give, or that the image could not use."""
+    if not deployment.gpu:
+        return
+    gpu_pools = [p for p in cluster.node_pools if p.has_gpu]
+    if not gpu_pools:
+        raise SpecError("DeploymentSpec.gpu", deployment.gpu, "0 on a cluster without a GPU node pool")
+    most = max(p.gpu_count or 0 for p in gpu_pools)
+    if deployment.gpu > most:
+        raise SpecError(
+            "DeploymentSpec.gpu", deployment.gpu, f"at most {most}, the GPUs of the largest GPU node of the cluster"
+        )
+    if deployment.model.path is not None and cluster.serving_image is None:
+        raise SpecError(
+            "DeploymentSpec.gpu",
+            deployment.gpu,
+            "0 for a model file: the toolkit's serving image (Python slim, scikit-learn) has no "
+            "CUDA; serve a CUDA-capable image with ModelSpec.from_image(...) or name one with "
+            "ClusterSpec(serving_image=...)",
+        )
+
+
 def build_program(
-    cluster: ClusterSpec, deployment: DeploymentSpec, *, labels: Mapping[str, str] = {}
+    cluster: ClusterSpec,
+    deployment: DeploymentSpec,
+    *,
+    labels: Mapping[str, str] = {},
+    impersonate_service_account: str | None = None,
 ) -> Callable[[], None]:
     """The inline Pulumi program for ``cluster`` serving ``deployment``; validates everything first.
 
@@ -107,10 +146,14 @@ def build_program(
     if not isinstance(deployment, DeploymentSpec):
         raise SpecError("deployment", deployment, "a DeploymentSpec")
     all_labels = program_labels(cluster, labels)
+    # the expiry only where a new value is an in-place label update (see VOLATILE_LABELS)
+    fixed_labels = stable_labels(all_labels)
     check_replica_fits(cluster, deployment)
+    check_gpu_request(cluster, deployment)
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
         raise SpecError("ModelSpec.path", model.path, "an existing model file")
+    build = serving_build(cluster, deployment)
 
     def program() -> None:
         registry = Registry(
@@ -129,6 +172,7 @@ def build_program(
                 subnetwork=network.subnetwork.id,
                 repository=registry.repository,
                 labels=all_labels,
+                node_labels=fixed_labels,
             ),
         )
         access = KubernetesAccess(
@@ -139,8 +183,9 @@ def build_program(
                 cluster_name=gke.name,
                 endpoint=gke.endpoint,
                 master_auth=gke.master_auth,
+                node_pools=tuple(gke.node_pools),
+                impersonate_service_account=impersonate_service_account,
             ),
-            opts=pulumi.ResourceOptions(depends_on=gke.node_pools),
         )
         delivery = None
         if model.path is not None:
@@ -153,15 +198,28 @@ def build_program(
                     model_name=model.name,
                     model_path=model.path,
                     cluster=gke.cluster,
-                    labels=all_labels,
+                    labels=fixed_labels,
                 ),
             )
-            image: pulumi.Input[str] = cluster.serving_image or registry.registry_url.apply(
-                images.default_serving_image
-            )
+            image: pulumi.Input[str] = cluster.serving_image or ""
         else:
             assert model.image is not None
             image = model.image
+        serving_image = None
+        if build is not None:
+            context, directory = build
+            serving_image = ServingImage(
+                "serving-image",
+                ServingImageArgs(
+                    project=cluster.project,
+                    region=cluster.region,
+                    registry_url=registry.registry_url,
+                    digest=context.digest,
+                    context_dir=str(directory),
+                    after=(registry.repository, gke.registry_reader),
+                ),
+            )
+            image = serving_image.image
         serving = ModelServing(
             "model-serving",
             ModelServingArgs(
@@ -171,14 +229,25 @@ def build_program(
                 image=image,
                 model_url=delivery.model_url if delivery else None,
                 gsa_email=delivery.email if delivery else None,
-                labels=all_labels,
+                labels=fixed_labels,
+                # the pods read the model at start: object uploaded, read access granted first
+                after=(
+                    *(delivery.ready_for_pods if delivery else ()),
+                    *((serving_image.build,) if serving_image else ()),  # pushed before pods pull
+                ),
             ),
-            opts=pulumi.ResourceOptions(depends_on=[delivery] if delivery else None),
         )
         endpoint = ModelEndpoint(
             "endpoint",
             ModelEndpointArgs(
-                cluster=cluster, model_name=model.name, provider=access.provider, serving=serving, labels=all_labels
+                cluster=cluster,
+                model_name=model.name,
+                provider=access.provider,
+                serving=serving,
+                labels=fixed_labels,
+                cloud_labels=all_labels,
+                port=manifests.serving_port(deployment),
+                health_path=manifests.health_path(deployment),
             ),
         )
         pulumi.export("registry_url", registry.registry_url)

@@ -28,6 +28,8 @@ class ModelServingArgs:
     #: Google service account the pods act as (Workload Identity); None: none
     gsa_email: pulumi.Input[str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: resources the pods need before they start (the model object and read access to it)
+    after: tuple[pulumi.Resource, ...] = ()
 
 
 def _split(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +64,12 @@ class ModelServing(pulumi.ComponentResource):
             metadata=manifest.apply(lambda m: m["metadata"]),
             spec=manifest.apply(lambda m: m["spec"]),
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[self.namespace, self.service_account]
+                parent=self,
+                provider=args.provider,
+                depends_on=[self.namespace, self.service_account, *args.after],
+                # the autoscaler owns the replica count once the Deployment exists: applying
+                # spec.replicas again would fight it (server-side apply conflicts, replicas reset)
+                ignore_changes=["spec.replicas"],
             ),
         )
         self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(

@@ -16,6 +16,7 @@ expiry (``ttl``); ``sweep()`` finds (and on request destroys) stacks past their 
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -27,6 +28,7 @@ from mltoolkit.errors import SpecError
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import DeploymentSpec
 from mltoolkit.stack.errors import (
+    AuthPluginMissingError,
     GoogleCredentialsError,
     NoEndpointError,
     NotDeployedError,
@@ -42,7 +44,9 @@ if TYPE_CHECKING:
     from mltoolkit.stack.automation import PulumiCommand
 
 DEFAULT_TTL = "24h"
-_GCP_EXTRA = ("pulumi", "pulumi_gcp", "pulumi_kubernetes", "kubernetes", "grpc", "semver")
+IMPERSONATE_CONFIG = "gcp:impersonateServiceAccount"
+IMPERSONATE_ENV = "GOOGLE_IMPERSONATE_SERVICE_ACCOUNT"  # read by the Google provider too
+_GCP_EXTRA = ("pulumi", "pulumi_command", "pulumi_gcp", "pulumi_kubernetes", "kubernetes", "grpc", "semver")
 
 
 def google_credentials_source(environ: Mapping[str, str] | None = None) -> str | None:
@@ -72,12 +76,46 @@ def google_credentials_source(environ: Mapping[str, str] | None = None) -> str |
     return f"gcloud application-default credentials ({adc})" if adc.is_file() else None
 
 
+def application_default_credentials_source(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where application-default credentials — what ``gke-gcloud-auth-plugin
+    --use_application_default_credentials`` reads — would come from (None if nowhere): the
+    key file of ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's ADC file. The Google provider
+    also accepts ``GOOGLE_CREDENTIALS`` or an access token; the plugin does not."""
+    env = os.environ if environ is None else environ
+    source = google_credentials_source({k: v for k, v in env.items() if k not in _PROVIDER_ONLY})
+    return source
+
+
+_PROVIDER_ONLY = ("GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN")
+
+
+#: the Pulumi resource plugins the program needs: plugin name -> the Python package of its SDK
+PLUGIN_PACKAGES = {"command": "pulumi_command", "gcp": "pulumi_gcp", "kubernetes": "pulumi_kubernetes"}
+
+
+def required_plugins() -> dict[str, str]:
+    """Plugin name -> the version matching the installed SDK (``pulumi_gcp`` 10.2.0 drives the
+    gcp plugin v10.2.0): what ``up()`` installs first when missing."""
+    from importlib import metadata
+
+    found = {}
+    for plugin, package in PLUGIN_PACKAGES.items():
+        try:
+            found[plugin] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            raise GcpExtraMissingError(package) from None
+    return found
+
+
 def _gcp_extra_module(name: str) -> Any:
     """Import a module that needs the optional ``gcp`` extra; say what to install if missing."""
     import importlib
 
+    from mltoolkit.gcp.loading import gc_paused
+
     try:
-        return importlib.import_module(name)
+        with gc_paused():  # the provider SDKs are large: see mltoolkit.gcp.loading
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in _GCP_EXTRA:
             raise GcpExtraMissingError(exc.name or "pulumi") from None
@@ -135,6 +173,11 @@ class GKETarget:
         self.owner = check_owner(owner)
         self.ttl = parse_ttl(ttl)
         self.check_credentials = check_credentials
+        user_config = {**(config or {}), **(secret_config or {})}
+        #: the service account the Google provider impersonates, which the kubeconfig follows
+        self.impersonate_service_account: str | None = (
+            user_config.get(IMPERSONATE_CONFIG) or os.environ.get(IMPERSONATE_ENV) or None
+        )
         entries = {key: ConfigEntry(value) for key, value in self._provider_config().items()}
         entries.update({k: ConfigEntry(v) for k, v in _check_config("GKETarget.config", config).items()})
         entries.update(
@@ -185,37 +228,67 @@ class GKETarget:
         ``costs`` DataFrames, ``cost_per_hour``, ``cost_per_month``). No cloud call."""
         spec = self._check_spec(spec)
         plan_program = _gcp_extra_module("mltoolkit.gcp.plan").plan
-        return plan_program(self.cluster, spec, labels=dict(labels or self.labels()))
+        return plan_program(
+            self.cluster, spec, labels=dict(labels or self.labels()),
+            impersonate_service_account=self.impersonate_service_account,
+        )
 
     def _program(self, spec: Any, labels: Mapping[str, str]) -> Any:
         build_program = _gcp_extra_module("mltoolkit.gcp.program").build_program
-        return build_program(self.cluster, spec, labels=labels)
+        return build_program(
+            self.cluster, spec, labels=labels, impersonate_service_account=self.impersonate_service_account
+        )
 
     def _preflight(self) -> None:
-        if self.check_credentials and google_credentials_source() is None:
+        """Before any CLI call: the auth plugin the kubeconfig runs is on PATH, and the
+        credentials both the Google provider and that plugin read exist."""
+        auth_plugin = _gcp_extra_module("mltoolkit.gcp.kubeconfig").AUTH_PLUGIN
+        needed = [auth_plugin, "gcloud"] if self.impersonate_service_account else [auth_plugin]
+        for command in needed:
+            if shutil.which(command) is None:
+                raise AuthPluginMissingError(command, os.environ.get("PATH", ""))
+        if not self.check_credentials:
+            return
+        vm_hint = (
+            "(On a Google Cloud VM with an attached service account, pass "
+            "GKETarget(..., check_credentials=False).)"
+        )
+        provider_source = google_credentials_source()
+        if provider_source is None:
+            raise GoogleCredentialsError(hint=vm_hint)
+        if not self.impersonate_service_account and application_default_credentials_source() is None:
             raise GoogleCredentialsError(
-                hint="(On a Google Cloud VM with an attached service account, pass "
-                "GKETarget(..., check_credentials=False).)"
+                detail=f"the Google provider would use {provider_source}, but the cluster's "
+                "kubeconfig runs gke-gcloud-auth-plugin --use_application_default_credentials, "
+                "which reads only application-default credentials",
+                hint=vm_hint,
             )
 
     def preview(self, spec: Any, *, progress: Any = None) -> dict[str, int]:
         """``pulumi preview``: the changes ``up(spec)`` would make, by operation."""
         spec = self._check_spec(spec)
         self._preflight()
-        return self._lifecycle.preview(self._program(spec, self.labels()), progress=progress)
+        labels = self._lifecycle.labels_for_up()  # what up(spec) would pass: the kept expiry
+        return self._lifecycle.preview(self._program(spec, labels), progress=progress)
 
     # ---------------------------------------------------------------- up / down
 
-    def up(self, spec: Any, *, progress: Any = None) -> Endpoint | None:
+    def up(self, spec: Any, *, progress: Any = None, renew_expiry: bool = False) -> Endpoint | None:
         """Create or update the deployment; returns its Endpoint (None if it is internal).
 
         Shows the plan's estimated cost per hour first, then live progress. On an error or a
-        KeyboardInterrupt the stack keeps whatever was created: ``down()`` removes it.
+        KeyboardInterrupt the stack keeps whatever was created: ``down()`` removes it. The expiry
+        is set by the first ``up`` (now + ttl) and kept by later ones, so that an ``up`` with an
+        unchanged spec changes nothing; ``renew_expiry=True`` moves it to now + ttl.
+        ``last_changes`` holds the resource changes of the last ``up`` by operation.
         """
         spec = self._check_spec(spec)
+        if not isinstance(renew_expiry, bool):
+            raise SpecError("up.renew_expiry", renew_expiry, "True or False")
         self._preflight()
-        labels = self.labels()
+        labels = self._lifecycle.labels_for_up(renew_expiry=renew_expiry)
         plan = self.plan(spec, labels=labels)
+        self._write_build_context(spec)
         outputs = self._lifecycle.up(
             self._program(spec, labels),
             labels=labels,
@@ -224,10 +297,24 @@ class GKETarget:
             cost_per_month=getattr(plan, "cost_per_month", None),
             model_name=spec.model.name,
             progress=progress,
+            plugins=required_plugins(),
         )
         self._outputs = outputs
         self._model_name = spec.model.name
         return self.endpoint if outputs.get("endpoint_url") else None
+
+    def _write_build_context(self, spec: DeploymentSpec) -> None:
+        """Put the serving image's build context where the program's build step reads it."""
+        program = _gcp_extra_module("mltoolkit.gcp.program")
+        build = program.serving_build(self.cluster, spec)
+        if build is not None:
+            context, directory = build
+            program.images.write_context(context, directory)
+
+    @property
+    def last_changes(self) -> dict[str, int]:
+        """The last ``up``'s resource changes by operation: ``{"same": 30}`` means none."""
+        return dict(self._lifecycle.last_changes)
 
     def refresh(self, *, clear_pending_creates: bool = False, progress: Any = None) -> dict[str, int]:
         """Re-read the stack's resources from the cloud (``clear_pending_creates=True`` drops

@@ -59,6 +59,7 @@ from mltoolkit.local.records import (
 )
 from mltoolkit.local.supervisor import Restartable, Supervisor
 from mltoolkit.serving.config import check_service_ms
+from mltoolkit.planning import Plan
 
 Progress = Callable[[str], None]
 _PORT_CLASH = "address already in use"
@@ -164,9 +165,15 @@ class LocalTarget:
 
     # ---------------------------------------------------------------- describe / plan
 
-    def plan(self, spec: Any) -> pd.DataFrame:
-        """One row per process ``up(spec)`` would start; ports are chosen at start; cost 0."""
-        return plan_frame(spec, self._plan_processes(spec))
+    def plan(self, spec: Any) -> Plan:
+        """What ``up(spec)`` would start: a ``Plan`` (the type ``GKETarget.plan`` returns too)
+        whose ``resources`` has one row per process (ports are chosen at start); no cost."""
+        processes = plan_frame(spec, self._plan_processes(spec))
+        return Plan(
+            title=f"{len(processes)} processes on this machine, model {spec.model.name}",
+            resources=processes,
+            notes=("Local processes: nothing is billed.",),
+        )
 
     # ---------------------------------------------------------------- up / down
 

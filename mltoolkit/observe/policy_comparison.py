@@ -43,12 +43,14 @@ class PolicyComparison:
     summary: pd.DataFrame
 
 
-def fleet_capacity_rps(plan: pd.DataFrame) -> float:
-    """Requests/s the replicas of a local ``plan`` serve at most: the sum of 1000 / service_ms.
+def fleet_capacity_rps(plan: Any) -> float:
+    """Requests/s the replicas of a local ``plan`` (a ``Plan`` or its ``resources`` frame) serve at
+    most: the sum of 1000 / service_ms.
 
     Needs emulated service times (``LocalTarget(service_ms=...)``): without them a replica's
     capacity depends on the host, and no number here would mean anything.
     """
+    plan = getattr(plan, "resources", plan)
     replicas = plan[plan["kind"] == "replica"]
     if "service_ms" not in plan.columns or replicas.empty or replicas["service_ms"].isna().any():
         raise SpecError(

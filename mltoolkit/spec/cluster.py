@@ -264,6 +264,16 @@ class ClusterSpec:
         object.__setattr__(self, "allowed_cidrs", cidrs)
         if self.load_balancer not in LOAD_BALANCERS:
             raise SpecError("ClusterSpec.load_balancer", self.load_balancer, f"one of {LOAD_BALANCERS}")
+        if self.load_balancer == "l4":
+            for i, cidr in enumerate(cidrs):
+                if ipaddress.ip_network(cidr).version == 6:
+                    raise SpecError(
+                        f"ClusterSpec.allowed_cidrs[{i}]",
+                        cidr,
+                        "an IPv4 range with load_balancer='l4': the cluster's network and its "
+                        "passthrough load balancer are IPv4 only (Cloud Armor checks IPv6 ranges "
+                        "with load_balancer='l7')",
+                    )
         if self.serving_image is not None and (
             not isinstance(self.serving_image, str)
             or not self.serving_image
@@ -315,7 +325,7 @@ class ClusterSpec:
     @property
     def zones_per_pool(self) -> int:
         """How many zones a node pool spans: GKE's default of 3 for a regional cluster."""
-        return min(3, len(catalog.REGIONS[self.region])) if self.is_regional else 1
+        return catalog.zones_of(self.location)
 
     @property
     def has_gpu(self) -> bool:

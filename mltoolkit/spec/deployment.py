@@ -19,10 +19,14 @@ from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
 from mltoolkit.spec.quantities import cpu_millicores, memory_bytes
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A model name becomes the Kubernetes Service's name (a DNS-1035 label: a letter first), label
+# values, and the prefix of names derived from it ("<name>-server", "<cluster>-<name>-armor"),
+# so it is shorter than the 63 characters a label allows.
+_DNS_LABEL = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
 DNS_LABEL_ALLOWED = (
-    "1-63 characters of lowercase letters, digits and '-', starting and ending with a letter "
-    "or digit (a Kubernetes DNS label)"
+    "1-40 characters of lowercase letters, digits and '-', starting with a letter and ending "
+    "with a letter or digit (it names a Kubernetes Service: a DNS-1035 label, with room for "
+    "the suffixes of the names derived from it)"
 )
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
@@ -167,7 +171,11 @@ class BalancerSpec:
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    """A model served by ``replicas`` copies behind a balancer, with per-replica resources."""
+    """A model served by ``replicas`` copies behind a balancer, with per-replica resources.
+
+    ``gpu`` is the number of GPUs each replica requests (``nvidia.com/gpu``); on GKE it needs a
+    GPU node pool and a CUDA-capable image (``ModelSpec.from_image``).
+    """
 
     model: ModelSpec
     replicas: int = 2
@@ -177,6 +185,7 @@ class DeploymentSpec:
     memory_limit: str | None = None
     balancer: BalancerSpec = field(default_factory=BalancerSpec)
     max_request_bytes: int = 8 * 2**20
+    gpu: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
@@ -205,6 +214,7 @@ class DeploymentSpec:
                     f"at least the request {self.memory!r}",
                 )
         _check_int("DeploymentSpec.max_request_bytes", self.max_request_bytes, 1024, 2**30)
+        _check_int("DeploymentSpec.gpu", self.gpu, 0, 16)
 
     @property
     def cpu_millicores(self) -> int:

@@ -156,6 +156,8 @@ class StackDriver:
         self._config = dict(config or {})
         self._command = command
         self.last_diagnostics: list[Diagnostic] = []
+        #: the last ``up``'s resource changes by operation ("create", "update", "same", ...)
+        self.last_changes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"StackDriver(project={self.settings.project!r}, backend={self.settings.backend!r})"
@@ -250,6 +252,9 @@ class StackDriver:
             stack = self._stack(name, program, create=True)
             self._configure(stack)
             result = stack.up(on_event=relay)
+            self.last_changes = {
+                str(getattr(k, "value", k)): int(v) for k, v in (result.summary.resource_changes or {}).items()
+            }
             return plain_outputs(result.outputs)
 
         return self._translated("up", name, run, relay)
@@ -296,6 +301,22 @@ class StackDriver:
         name = stack or self.settings.stack
         return self._translated(
             "outputs", name, lambda: plain_outputs(self._workspace(None).stack_outputs(name))
+        )
+
+    def installed_plugins(self) -> set[tuple[str, str]]:
+        """``pulumi plugin ls``: (name, version) of each installed resource plugin."""
+
+        def run() -> set[tuple[str, str]]:
+            return {
+                (p.name, str(p.version)) for p in self._workspace(None).list_plugins() if p.kind == "resource"
+            }
+
+        return self._translated("list plugins", self.settings.stack, run)
+
+    def install_plugin(self, name: str, version: str) -> None:
+        """``pulumi plugin install resource NAME vVERSION`` (downloads it once per machine)."""
+        self._translated(
+            "install plugin", self.settings.stack, lambda: self._workspace(None).install_plugin(name, f"v{version}")
         )
 
     def list_stacks(self) -> list[StackInfo]:

@@ -83,6 +83,27 @@ class GoogleCredentialsError(StackError):
         )
 
 
+class AuthPluginMissingError(StackError):
+    """``gke-gcloud-auth-plugin`` (or ``gcloud``, which it runs for impersonation) is not on
+    the kernel's PATH: the Kubernetes provider could not reach the cluster."""
+
+    def __init__(self, command: str, path: str) -> None:
+        self.command = command
+        install = (
+            "gcloud components install gke-gcloud-auth-plugin (or, where gcloud came from apt: "
+            "apt-get install google-cloud-cli-gke-gcloud-auth-plugin)"
+            if command == "gke-gcloud-auth-plugin"
+            else "install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)"
+        )
+        super().__init__(
+            f"{command} is not on the PATH this kernel sees, and the cluster's kubeconfig runs it "
+            f"to authenticate, so up() would create the cluster and then fail on the first "
+            f"Kubernetes object. Nothing was created. Next step: {install}, make sure its "
+            f"directory is on PATH for this kernel (restart it after installing), then run "
+            f"target.up() again. PATH={path}"
+        )
+
+
 @dataclass(frozen=True)
 class QuotaShortfall:
     """One quota the cloud refused: which resource asked, which quota, the numbers if given."""

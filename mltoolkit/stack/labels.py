@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Mapping
 
 from mltoolkit.errors import SpecError
 
@@ -91,3 +92,15 @@ def resource_labels(
 OUTPUT_OWNER = "mltoolkit_owner"
 OUTPUT_EXPIRES = "mltoolkit_expires"
 OUTPUT_MODEL = "mltoolkit_model_name"
+
+#: labels whose value changes from one ``up()`` to the next (the expiry moves with the clock).
+#: They go only where a new value is an in-place label update (the cluster, the bucket, the
+#: repository, the Cloud Armor policy) and on the stack outputs — never into a pod template, a
+#: node pool's node config or an object's force-new metadata, where a new value would restart
+#: every replica, recreate the nodes or re-upload the model.
+VOLATILE_LABELS = ("expires",)
+
+
+def stable_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` without the volatile ones (see ``VOLATILE_LABELS``)."""
+    return {k: v for k, v in labels.items() if k not in VOLATILE_LABELS}

@@ -135,6 +135,8 @@ class StackLifecycle:
         self._driver: StackDriver | None = None
         self.records = RecordStore(settings.records_dir)
         self.last_progress: ProgressSnapshot | None = None
+        #: the last successful ``up``'s resource changes by operation ({"same": 30} = none)
+        self.last_changes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         s = self.settings
@@ -177,7 +179,37 @@ class StackLifecycle:
         """The labels for every resource of this stack (owner, stack, expiry from now + ttl)."""
         return resource_labels(owner=self.owner, stack=self.settings.stack, ttl=self.ttl, now=now)
 
+    def labels_for_up(self, now: datetime | None = None, *, renew_expiry: bool = False) -> dict[str, str]:
+        """The labels for an ``up``: the expiry the stack already has, while it lies ahead, so a
+        second ``up`` with the same spec changes nothing; a new one (now + ttl) for a new stack,
+        after the old one passed, or with ``renew_expiry=True``."""
+        labels = self.labels(now)
+        if renew_expiry or "expires" not in labels:
+            return labels
+        record = self._record()
+        kept = parse_expires(record.expires) if record is not None else None
+        if kept is not None and kept > (now or datetime.now(timezone.utc)):
+            labels["expires"] = str(record.expires)  # type: ignore[union-attr]
+        return labels
+
     # ------------------------------------------------------------------ operations
+
+    def ensure_plugins(self, plugins: Mapping[str, str], renderer: Renderer) -> list[str]:
+        """Install the resource plugins (name -> version) the program needs that are missing,
+        saying so, before the engine would fetch them silently in the middle of ``up``."""
+        if not plugins:
+            return []
+        driver = self.driver
+        present = driver.installed_plugins()
+        installed = []
+        for name, version in sorted(plugins.items()):
+            if (name, version) in present:
+                continue
+            renderer.announce(f"installing the Pulumi {name} plugin v{version} (once per machine; can take a minute)")
+            driver.install_plugin(name, version)
+            renderer.announce(f"installed the Pulumi {name} plugin v{version}")
+            installed.append(f"{name}-{version}")
+        return installed
 
     def preview(self, program: Callable[[], None], *, progress: Any = None) -> dict[str, int]:
         renderer = self._renderer(progress, f"preview {self.settings.stack}")
@@ -200,16 +232,19 @@ class StackLifecycle:
         cost_per_month: float | None = None,
         model_name: str | None = None,
         progress: Any = None,
+        plugins: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Create or update the stack; returns its outputs (secrets as ``SecretOutput``).
 
         ``labels`` are the ones passed to the program (their ``expires`` is recorded);
-        ``planned`` and the costs come from the plan and are shown before anything starts.
+        ``planned`` and the costs come from the plan and are shown before anything starts;
+        ``plugins`` (name -> version) are installed first where missing, with progress.
         """
         s = self.settings
         expires = (labels if labels is not None else self.labels()).get("expires")
         renderer = self._renderer(progress, f"up {s.stack}")
         driver = self.driver
+        self.ensure_plugins(plugins or {}, renderer)
         self.records.write(
             StackRecord(
                 stack=s.stack, project=s.project, backend=s.backend, owner=self.owner,
@@ -236,6 +271,7 @@ class StackLifecycle:
             self._mark("failed")
             raise
         self.last_progress = model.finish("succeeded")
+        self.last_changes = dict(driver.last_changes)
         self._mark("up")
         if any("pending operations" in d.message for d in driver.last_diagnostics):
             renderer.announce(

@@ -135,6 +135,8 @@ _FLAGS: dict[tuple[str, ...], dict[str, bool]] = {
     ("stack", "history"): {"--json": False, "--show-secrets": False, "--page-size": True, "--page": True},
     ("config", "set-all"): {"--plaintext": True, "--secret": True, "--path": False, "--json": True},
     ("cancel",): {"--yes": False},
+    ("plugin", "ls"): {"--json": False, "--project": False},
+    ("plugin", "install"): {"--server": True, "--reinstall": False, "--exact": False, "--file": True},
     ("up",): {**_ENGINE, "--yes": False, "--skip-preview": False, "--expect-no-changes": False},
     ("preview",): {**_ENGINE, "--expect-no-changes": False, "--json": False},
     ("refresh",): {
@@ -207,6 +209,8 @@ class ReplayPulumiCommand(PulumiCommand):
         self.stacks: dict[str, FakeStack] = {}
         self.scripts: dict[str, deque[Scenario]] = defaultdict(deque)
         self.events_sent: list[dict[str, Any]] = []
+        #: installed plugins: (kind, name, version without "v")
+        self.plugins: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._lock_pid: int | None = None
 
@@ -433,6 +437,26 @@ class ReplayPulumiCommand(PulumiCommand):
             return self._missing(name)
         stack.locked_by = None
         return f"The currently running update for '{name}' has been canceled!", "", 0
+
+    def _cmd_plugin_ls(self, call, flags, positional, env, *_):  # type: ignore[no-untyped-def]
+        if flags.get("--json") is not True:
+            raise UnexpectedCall(f"the SDK lists plugins with --json: {call}")
+        stamp = _timestamp(datetime.now(timezone.utc))
+        listed = [
+            {"name": name, "kind": kind, "version": version, "size": 100_000_000,
+             "installTime": stamp, "lastUsedTime": stamp}
+            for kind, name, version in sorted(self.plugins)
+        ]
+        return json.dumps(listed, indent=4), "", 0
+
+    def _cmd_plugin_install(self, call, flags, positional, env, *_):  # type: ignore[no-untyped-def]
+        if len(positional) != 3 or positional[0] not in ("resource", "language", "analyzer", "converter"):
+            raise UnexpectedCall(f"plugin install takes KIND NAME VERSION: {call}")
+        kind, name, version = positional
+        if not version.startswith("v"):
+            raise UnexpectedCall(f"plugin versions are given as vX.Y.Z: {call}")
+        self.plugins.add((kind, name, version[1:]))
+        return "", f"[resource plugin {name}-{version[1:]}] installing", 0
 
     # ---------------------------------------------------------------- engine commands
 

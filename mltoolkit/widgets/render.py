@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from mltoolkit.errors import MltoolkitError, SpecError
-from mltoolkit.gcp.prices import HOURS_PER_MONTH
+from mltoolkit.planning import Plan
 
 ERROR_STYLE = "color:#b00020"
 
@@ -78,22 +78,17 @@ class PlanSummary:
     notes: tuple[str, ...] = ()
 
 
-def plan_summary(plan: Any) -> PlanSummary:
-    """From ``LocalTarget.plan`` (a DataFrame with ``usd_per_hour``) or a GKE ``Plan``."""
-    if isinstance(plan, pd.DataFrame):
-        per_hour = float(plan["usd_per_hour"].sum()) if "usd_per_hour" in plan else 0.0
-        return PlanSummary(
-            what=f"{len(plan)} process(es)",
-            tables=(("Processes", plan),),
-            cost_per_hour=per_hour,
-            cost_per_month=per_hour * HOURS_PER_MONTH,
-        )
+def plan_summary(plan: Plan) -> PlanSummary:
+    """From the ``Plan`` any target's ``plan()`` returns (cost items only where there are any)."""
+    tables: tuple[tuple[str, pd.DataFrame], ...] = (("Resources", plan.resources),)
+    if len(plan.costs):
+        tables += (("Cost items", plan.costs),)
     return PlanSummary(
         what=f"{len(plan.resources)} resources",
-        tables=(("Resources", plan.resources), ("Cost items", plan.costs)),
+        tables=tables,
         cost_per_hour=float(plan.cost_per_hour),
         cost_per_month=float(plan.cost_per_month),
-        notes=tuple(getattr(plan, "notes", ())),
+        notes=tuple(plan.notes),
     )
 
 

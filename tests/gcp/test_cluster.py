@@ -74,12 +74,9 @@ def test_node_service_account_holds_only_the_roles_it_needs(sketch_run):
     assert account.inputs["accountId"] == "mltoolkit-nodes"
     member = f"serviceAccount:{NODE_EMAIL}"
     project_roles = [r for r in sketch_run.of_type("gcp:projects/iAMMember:IAMMember") if r.inputs["member"] == member]
-    assert sorted(r.inputs["role"] for r in project_roles) == sorted(NODE_PROJECT_ROLES)
-    assert set(NODE_PROJECT_ROLES) == {
-        "roles/logging.logWriter",
-        "roles/monitoring.metricWriter",
-        "roles/stackdriver.resourceMetadata.writer",
-    }
+    # the role GKE recommends for a custom node service account (issue 12.11), nothing more
+    assert [r.inputs["role"] for r in project_roles] == ["roles/container.defaultNodeServiceAccount"]
+    assert NODE_PROJECT_ROLES == ("roles/container.defaultNodeServiceAccount",)
     (reader,) = sketch_run.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
     assert reader.inputs == {
         "project": PROJECT,
@@ -93,12 +90,12 @@ def test_node_service_account_holds_only_the_roles_it_needs(sketch_run):
     assert {r.urn for r in [*project_roles, reader]} <= set(pool.dependencies)
 
 
-def test_gpu_pool_gets_accelerators_drivers_and_taint_cpu_pool_none(gpu_run):
+def test_gpu_pool_gets_accelerators_and_drivers_and_no_duplicate_taint(gpu_run):
     pools = {p.inputs["name"]: p.inputs["nodeConfig"] for p in gpu_run.of_type(NODE_POOL)}
     assert pools["gpu"]["guestAccelerators"] == [
         {"type": "nvidia-tesla-t4", "count": 1, "gpuDriverInstallationConfig": {"gpuDriverVersion": "DEFAULT"}}
     ]
-    assert pools["gpu"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    assert "taints" not in pools["gpu"]  # GKE taints GPU nodes nvidia.com/gpu itself
     assert "guestAccelerators" not in pools["cpu"] and "taints" not in pools["cpu"]
 
 
@@ -117,7 +114,7 @@ def test_regional_pool_starts_with_nodes_per_zone(deployment):
 def test_component_parents_the_cluster_pools_and_identity(sketch_run):
     (component,) = sketch_run.of_type(GkeCluster.TYPE)
     kinds = sorted(r.type.split(":")[-1] for r in sketch_run.children_of(component))
-    assert kinds == ["Account", "Cluster", "IAMMember", "IAMMember", "IAMMember", "NodePool", "RepositoryIamMember"]
+    assert kinds == ["Account", "Cluster", "IAMMember", "NodePool", "RepositoryIamMember"]
     assert sketch_run.component_outputs[component.urn]["cluster_name"] == "mltoolkit"
 
 

@@ -96,3 +96,43 @@ def test_cost_frame_columns(sketch_run):
     frame = costs.cost_frame(costs.line_items(sketch_run.resources))
     assert list(frame.columns) == costs.COLUMNS
     assert frame["usd_per_hour"].sum() == pytest.approx(costs.total_per_hour(costs.line_items(sketch_run.resources)))
+
+
+# -- nodes GKE will run (issue 12.9) -------------------------------------------------------------
+
+
+def _vm(items, pool):
+    return next(i for i in items if i.resource == pool and i.unit == "node")
+
+
+def test_a_regional_pool_is_counted_in_each_of_its_zones(deployment):
+    # min_nodes=1 over a region: GKE starts ceil(1/3) = 1 node in each of its 3 zones
+    pool = NodePoolSpec("cpu", machine_type="e2-standard-4", min_nodes=1, max_nodes=6)
+    regional = run(make_cluster(location="us-central1", node_pools=(pool,)), deployment)
+    assert regional.named("mltoolkit-pool-cpu").inputs["initialNodeCount"] == 1
+    assert _vm(costs.line_items(regional.resources), "mltoolkit-pool-cpu").quantity == 3
+    zonal = run(make_cluster(location="us-central1-a", node_pools=(pool,)), deployment)
+    assert _vm(costs.line_items(zonal.resources), "mltoolkit-pool-cpu").quantity == 1
+
+
+def test_nodes_are_counted_for_what_the_replicas_request(model):
+    from tests.gcp.conftest import make_deployment
+
+    pool = NodePoolSpec("cpu", machine_type="e2-standard-4", min_nodes=1, max_nodes=5)
+    cluster = make_cluster(node_pools=(pool,))
+    # e2-standard-4: 4 vCPUs, 16 GB; 90 % usable -> 3 replicas of 1 CPU per node
+    for replicas, nodes in ((3, 1), (4, 2), (7, 3)):
+        result = run(cluster, make_deployment(model, replicas=replicas, cpu="1", memory="1Gi"))
+        assert _vm(costs.line_items(result.resources), "mltoolkit-pool-cpu").quantity == nodes, replicas
+    # memory can be what binds: 16 GB x 0.9 = 14.4 GB holds two 6 GiB replicas
+    result = run(cluster, make_deployment(model, replicas=4, cpu="500m", memory="6Gi"))
+    assert _vm(costs.line_items(result.resources), "mltoolkit-pool-cpu").quantity == 2
+    # never beyond the pool's maximum: the rest would stay pending, not billed
+    result = run(cluster, make_deployment(model, replicas=30, cpu="1", memory="1Gi"))
+    assert _vm(costs.line_items(result.resources), "mltoolkit-pool-cpu").quantity == 5
+
+
+def test_cpu_replicas_are_not_counted_on_a_gpu_pool(gpu_run):
+    items = costs.line_items(gpu_run.resources)
+    assert _vm(items, "mltoolkit-pool-gpu").quantity == 0  # min_nodes=0; no pod asks for a GPU
+    assert _vm(items, "mltoolkit-pool-cpu").quantity == 1  # 3 x 1 CPU fit one e2-standard-4

@@ -13,6 +13,9 @@ def test_kubeconfig_uses_the_gke_auth_plugin():
     assert user["user"]["exec"]["apiVersion"] == "client.authentication.k8s.io/v1beta1"
     assert "token" not in json.dumps(config)  # no credential in the file
     assert config["current-context"] == "ctx"
+    # one identity: the application-default credentials the Google provider uses too
+    assert user["user"]["exec"]["args"] == ["--use_application_default_credentials"]
+    assert "env" not in user["user"]["exec"]
 
 
 def test_exported_kubeconfig_is_a_secret_for_this_cluster(sketch_run):
@@ -30,6 +33,7 @@ def test_provider_is_fed_the_secret_kubeconfig(sketch_run):
     assert provider.inputs["deleteUnreachable"] == "true"  # provider config crosses as strings
     (component,) = sketch_run.of_type(KubernetesAccess.TYPE)
     assert provider.parent_urn == component.urn
-    # the provider (so every workload) waits for the node pools
+    # the provider itself (so every workload) waits for the node pools: a dependency of the
+    # component alone is not inherited by its children
     (pool,) = sketch_run.of_type("gcp:container/nodePool:NodePool")
-    assert pool.urn in component.dependencies
+    assert pool.urn in provider.dependencies

@@ -64,18 +64,25 @@ def test_cpu_limit_only_when_asked_and_memory_limit_defaults_to_request(deployme
     assert container["resources"]["limits"] == {"memory": "2Gi"}
 
 
-def test_gpu_cluster_pods_tolerate_the_gpu_taint(deployment):
-    pod = file_deployment(deployment, gpu_cluster())["spec"]["template"]["spec"]
+def test_only_replicas_that_request_gpus_tolerate_the_gpu_taint(deployment):
+    cpu_pod = file_deployment(deployment, gpu_cluster())["spec"]["template"]["spec"]
+    assert "tolerations" not in cpu_pod  # a CPU replica never takes (and pays for) a GPU node
+    image_model = make_deployment(ModelSpec.from_image("example.org/cuda-model:1", name="digits"), gpu=1)
+    pod = manifests.deployment(image_model, gpu_cluster(), LABELS, image="example.org/cuda-model:1",
+                               model_url=None)["spec"]["template"]["spec"]
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    resources = pod["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1"
+    validate(manifests.deployment(image_model, gpu_cluster(), LABELS, image="x:1", model_url=None))
 
 
 def test_file_model_is_fetched_by_an_init_container_and_served_per_the_replica_contract(deployment):
     pod = file_deployment(deployment)["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     local = "/models/digits-0123456789abcdef.joblib"
-    assert init["image"] == "gcr.io/google.com/cloudsdktool/google-cloud-cli:slim"
+    assert init["image"] == "gcr.io/google.com/cloudsdktool/google-cloud-cli:500.0.0-slim"
     assert init["command"] == ["gcloud", "storage", "cp", MODEL_URL, local]
-    assert pod["volumes"] == [{"name": "model", "emptyDir": {}}]
+    assert pod["volumes"] == [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
     assert pod["serviceAccountName"] == "digits-server"
     (container,) = pod["containers"]
     assert container["image"] == IMAGE
@@ -155,3 +162,67 @@ def test_labels_on_every_object(deployment):
     ):
         assert manifest["metadata"]["labels"]["owner"] == "alice"
     assert file_deployment(deployment)["spec"]["template"]["metadata"]["labels"]["owner"] == "alice"
+
+
+# -- health checks where the pod listens (issue 12.7) --------------------------------------------
+
+
+def test_image_model_health_checks_use_its_port_and_no_path_it_may_not_serve():
+    deployment = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits", port=9000))
+    (container,) = manifests.deployment(deployment, make_cluster(), LABELS, image="example.org/m:1",
+                                        model_url=None)["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in container["readinessProbe"]
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert manifests.serving_port(deployment) == 9000 and manifests.health_path(deployment) is None
+    config = manifests.backend_config("digits", LABELS, None, port=9000, request_path=None)
+    assert config["spec"]["healthCheck"] == {"type": "HTTP", "port": 9000, "checkIntervalSec": 5, "timeoutSec": 3}
+
+
+def test_l7_health_check_of_the_program_follows_the_model(deployment):
+    from tests.gcp.conftest import run
+
+    image_model = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits", port=9000))
+    for spec, port, path in ((deployment, 8080, "/v2/health/ready"), (image_model, 9000, None)):
+        result = run(make_cluster(load_balancer="l7"), spec)
+        health = result.named("digits-backend-config").inputs["spec"]["healthCheck"]
+        assert (health["port"], health.get("requestPath")) == (port, path)
+
+
+# -- hardened pods (issue 12.8) ------------------------------------------------------------------
+
+
+def _pods(deployment):
+    image_model = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits", port=9000))
+    yield "file model", file_deployment(deployment)["spec"]["template"]["spec"]
+    yield "image model", manifests.deployment(image_model, make_cluster(), LABELS, image="example.org/m:1",
+                                              model_url=None)["spec"]["template"]["spec"]
+
+
+def test_every_container_is_hardened(deployment):
+    for kind, pod in _pods(deployment):
+        assert pod["automountServiceAccountToken"] is False, kind
+        assert pod["securityContext"]["runAsNonRoot"] is True, kind
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, kind
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            where = (kind, container["name"])
+            assert context["runAsNonRoot"] is True, where
+            assert context["allowPrivilegeEscalation"] is False and context["privileged"] is False, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, where
+            assert ":" in container["image"].rsplit("/", 1)[-1], where  # a tag, never implicit latest
+            assert "cpu" in container["resources"]["requests"] and "memory" in container["resources"]["limits"], where
+
+
+def test_the_toolkit_containers_have_read_only_roots_and_a_writable_tmp(deployment):
+    pod = file_deployment(deployment)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 10001  # the serving image's own user
+    for container in pod["containers"] + pod["initContainers"]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], container["name"]
+    (init,) = pod["initContainers"]
+    assert init["image"].endswith(f":{manifests.GCLOUD_VERSION}-slim")  # pinned by version
+    assert {"name": "CLOUDSDK_CONFIG", "value": "/tmp/gcloud"} in init["env"]
+    # an image model's filesystem needs are unknown: its root stays writable
+    (_, image_pod) = list(_pods(deployment))[1]
+    assert image_pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is False

@@ -18,6 +18,7 @@ SKETCH_TYPES = Counter(
         "mltoolkit:gcp:GkeCluster": 1,
         "mltoolkit:gcp:KubernetesAccess": 1,
         "mltoolkit:gcp:ModelDelivery": 1,
+        "mltoolkit:gcp:ServingImage": 1,
         "mltoolkit:gcp:ModelServing": 1,
         "mltoolkit:gcp:ModelEndpoint": 1,
         "gcp:artifactregistry/repository:Repository": 1,
@@ -25,13 +26,14 @@ SKETCH_TYPES = Counter(
         "gcp:compute/network:Network": 1,
         "gcp:compute/subnetwork:Subnetwork": 1,
         "gcp:serviceaccount/account:Account": 2,  # nodes, model reader
-        "gcp:projects/iAMMember:IAMMember": 3,  # logs, metrics, metadata
+        "gcp:projects/iAMMember:IAMMember": 1,  # roles/container.defaultNodeServiceAccount
         "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
         "gcp:container/cluster:Cluster": 1,
         "gcp:container/nodePool:NodePool": 1,
         "gcp:storage/bucketObject:BucketObject": 1,
         "gcp:storage/bucketIAMMember:BucketIAMMember": 1,
         "gcp:serviceaccount/iAMMember:IAMMember": 1,
+        "command:local:Command": 1,  # the serving image, built by Cloud Build
         "pulumi:providers:kubernetes": 1,
         "kubernetes:core/v1:Namespace": 1,
         "kubernetes:core/v1:ServiceAccount": 1,
@@ -135,3 +137,19 @@ def test_invalid_input_fails_before_the_program_runs(deployment, monkeypatch):
     with pytest.raises(SpecError) as info:
         plan(make_cluster(), deployment, labels={"owner": "Alice Smith"})
     assert info.value.field == "labels.owner"
+
+
+def test_both_targets_plan_the_same_type(sketch_plan, model):
+    """One plan() shape (issue 12.13): notebooks and panels read resources, costs and cost per
+    hour without asking which target made it."""
+    from mltoolkit import LocalTarget
+    from mltoolkit.planning import COST_COLUMNS
+    from mltoolkit.planning import Plan as AnyPlan
+
+    local = LocalTarget(nodes=2, progress=False).plan(original_sketch_deployment(model, cpu="250m"))
+    for made in (local, sketch_plan):
+        assert isinstance(made, AnyPlan)
+        assert list(made.costs.columns) == COST_COLUMNS and len(made.resources) > 0
+        assert made.cost_per_month == pytest.approx(made.cost_per_hour * 730)
+        assert "Estimated cost" in str(made) or "Estimated cost" in str(AnyPlan.__str__(made))
+    assert local.cost_per_hour == 0 and sketch_plan.cost_per_hour > 0

@@ -45,8 +45,10 @@ def test_labels_on_every_gcp_resource_that_takes_labels(sketch_run, gpu_run, dep
                 if field in parameters:
                     assert resource.inputs[key].items() >= expected.items(), resource.name
                     checked.add(resource.type)
-            if resource.type == "gcp:container/nodePool:NodePool":  # the VMs' labels
-                assert resource.inputs["nodeConfig"]["resourceLabels"].items() >= expected.items()
+            if resource.type == "gcp:container/nodePool:NodePool":  # the VMs' labels, no expiry
+                stable = {k: v for k, v in expected.items() if k != "expires"}
+                assert resource.inputs["nodeConfig"]["resourceLabels"].items() >= stable.items()
+                assert "expires" not in resource.inputs["nodeConfig"]["resourceLabels"]
                 checked.add(resource.type)
     assert checked == {
         "gcp:artifactregistry/repository:Repository",
@@ -62,9 +64,11 @@ def test_user_labels_reach_gcp_and_kubernetes(sketch_run):
     assert bucket.inputs["labels"] == {"managed-by": "mltoolkit", "mltoolkit-cluster": "mltoolkit", **LABELS}
     (cluster,) = sketch_run.of_type("gcp:container/cluster:Cluster")
     assert cluster.inputs["resourceLabels"]["expires"] == "20300101t0000z"
+    stable = {k: v for k, v in LABELS.items() if k != "expires"}
     for resource in sketch_run.resources:
-        if resource.type.startswith("kubernetes:"):
-            assert resource.inputs["metadata"]["labels"].items() >= LABELS.items(), resource.name
+        if resource.type.startswith("kubernetes:"):  # no expiry: it would restart the pods
+            assert resource.inputs["metadata"]["labels"].items() >= stable.items(), resource.name
+            assert "expires" not in resource.inputs["metadata"]["labels"], resource.name
 
 
 def test_every_cloud_resource_sits_in_a_component(sketch_run):
@@ -178,16 +182,37 @@ def test_a_new_model_uploads_a_new_object_and_rolls_the_deployment(deployment, t
     )
 
 
-def test_adding_a_gpu_pool_adds_the_pool_and_the_toleration(deployment):
+def test_adding_a_gpu_pool_adds_only_the_pool_for_a_cpu_model(deployment):
     result = changes(run(make_cluster(node_pools=gpu_cluster().node_pools[:1]), deployment), run(gpu_cluster(), deployment))
-    assert result == {
-        ("mltoolkit-pool-gpu", "added"): (),
-        ("digits-deployment", "changed"): (
-            "spec.template.spec.tolerations[0].effect",
-            "spec.template.spec.tolerations[0].key",
-            "spec.template.spec.tolerations[0].operator",
-        ),
-    }
+    assert result == {("mltoolkit-pool-gpu", "added"): ()}
+
+
+# -- GPUs used when paid for (issue 12.6) --------------------------------------------------------
+
+
+def test_a_gpu_deployment_requests_gpus_and_gke_alone_taints_the_pool():
+    model = ModelSpec.from_image("us-docker.pkg.dev/p/r/cuda-model:1", name="digits")
+    result = run(gpu_cluster(), make_deployment(model, gpu=1, cpu="2", memory="4Gi"))
+    container = result.named("digits-deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    gpu_pool = result.named("mltoolkit-pool-gpu").inputs["nodeConfig"]
+    assert gpu_pool["guestAccelerators"][0]["type"] == "nvidia-tesla-t4"
+    assert not gpu_pool.get("taints")  # GKE adds nvidia.com/gpu=present:NoSchedule itself
+
+
+@pytest.mark.parametrize(
+    "cluster, model_kind, gpu, fragment",
+    [
+        (make_cluster(), "image", 1, "without a GPU node pool"),
+        (gpu_cluster(), "image", 2, "at most 1"),
+        (gpu_cluster(), "file", 1, "has no CUDA"),
+    ],
+)
+def test_gpu_requests_nothing_can_serve_are_refused_before_the_program(model, cluster, model_kind, gpu, fragment):
+    chosen = model if model_kind == "file" else ModelSpec.from_image("example.org/cuda:1", name="digits")
+    with pytest.raises(SpecError) as info:
+        build_program(cluster, make_deployment(chosen, gpu=gpu))
+    assert info.value.field == "DeploymentSpec.gpu" and fragment in str(info.value)
 
 
 @pytest.fixture
@@ -197,3 +222,99 @@ def digits_model_small():
 
     X, y = load_digits(return_X_y=True)
     return LogisticRegression(max_iter=300).fit(X[300:600], y[300:600])
+
+
+# -- a second up() later: nothing restarts, nothing is replaced ----------------------------------
+
+#: where a new expiry may show up: label updates Google Cloud applies in place
+IN_PLACE_LABEL_CHANGES = {
+    "gcp:artifactregistry/repository:Repository": {"labels.expires"},
+    "gcp:storage/bucket:Bucket": {"labels.expires"},
+    "gcp:container/cluster:Cluster": {"resourceLabels.expires"},
+    "gcp:compute/securityPolicy:SecurityPolicy": {"labels.expires"},
+}
+
+
+@pytest.mark.parametrize("cluster", [make_cluster(), gpu_cluster(load_balancer="l7", private_nodes=True)],
+                         ids=["l4", "l7-gpu-private"])
+def test_two_runs_at_different_clock_times_restart_and_replace_nothing(cluster, deployment):
+    from datetime import datetime, timedelta, timezone
+
+    from mltoolkit.stack.labels import resource_labels
+
+    def labels_at(hour, minute):
+        now = datetime(2030, 1, 1, hour, minute, tzinfo=timezone.utc)
+        return resource_labels(owner="alice", stack="dev", ttl=timedelta(hours=8), now=now)
+
+    morning, evening = labels_at(8, 0), labels_at(20, 17)
+    assert morning["expires"] != evening["expires"]
+    result = changes(run(cluster, deployment, labels=morning), run(cluster, deployment, labels=evening))
+    by_type = {r.name: r.type for r in run(cluster, deployment, labels=morning).resources}
+    for (name, change), properties in result.items():
+        assert change == "changed", name
+        allowed = IN_PLACE_LABEL_CHANGES.get(by_type[name], set())
+        assert set(properties) <= allowed, (name, properties)  # a pod template, node pool, object...
+    # the expiry still reaches the resources that are labelled in place
+    assert ("mltoolkit-cluster", "changed") in result
+
+
+# -- ordering and ownership ----------------------------------------------------------------------
+
+
+def test_the_kubernetes_provider_waits_for_every_node_pool(gpu_run):
+    (provider,) = gpu_run.of_type("pulumi:providers:kubernetes")
+    pools = {r.urn for r in gpu_run.of_type("gcp:container/nodePool:NodePool")}
+    assert len(pools) == 2
+    assert pools <= set(provider.dependencies)
+    # every Kubernetes object goes through that provider, so waits for the pools too
+    for resource in gpu_run.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(provider.urn + "::"), resource.name
+
+
+def test_pods_start_after_the_model_is_uploaded_and_readable(sketch_run):
+    deployment = sketch_run.named("digits-deployment")
+    needed = {r.urn for r in sketch_run.resources if r.type in (
+        "gcp:storage/bucketObject:BucketObject",
+        "gcp:storage/bucketIAMMember:BucketIAMMember",
+        "gcp:serviceaccount/iAMMember:IAMMember",
+    )}
+    assert len(needed) == 3 and needed <= set(deployment.dependencies)
+
+
+def test_the_autoscaler_owns_the_replica_count_after_creation(sketch_run):
+    deployment = sketch_run.named("digits-deployment")
+    assert deployment.inputs["spec"]["replicas"] == 3  # created with the spec's count...
+    assert "spec.replicas" in deployment.ignore_changes  # ...then never reset under the HPA
+    (hpa,) = sketch_run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert hpa.inputs["spec"]["minReplicas"] == 3
+
+
+# -- the serving image exists before any pod needs it (issue 12.1) -------------------------------
+
+
+def test_up_builds_the_serving_image_before_the_deployment(sketch_run):
+    (build,) = sketch_run.of_type("command:local:Command")
+    digest = build.inputs["triggers"][0]
+    image = f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:{digest}"
+    assert build.inputs["create"].startswith(f"gcloud artifacts docker images describe {image}")
+    assert f"gcloud builds submit" in build.inputs["create"] and f"--tag {image}" in build.inputs["create"]
+    repository = sketch_run.named("mltoolkit-images")
+    assert repository.urn in build.dependencies  # the registry exists first
+    deployment = sketch_run.named("digits-deployment")
+    assert build.urn in deployment.dependencies  # pods are created after the push
+    assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    assert sketch_run.outputs["serving_image"] == image
+
+
+def test_no_build_for_an_image_model_or_a_named_serving_image(deployment):
+    image_model = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits"))
+    assert not run(make_cluster(), image_model).of_type("command:local:Command")
+    named = run(make_cluster(serving_image="example.org/serving:1"), deployment)
+    assert not named.of_type("command:local:Command")
+    assert named.outputs["serving_image"] == "example.org/serving:1"
+
+
+def test_an_unchanged_package_and_model_is_no_new_build(deployment):
+    before, after = run(make_cluster(), deployment), run(make_cluster(), deployment)
+    assert not [c for c in changes(before, after) if c[0].startswith("serving-image")]

@@ -33,7 +33,8 @@ def test_registered_deployment_carries_the_spec(sketch_run):
     assert container["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert container["image"] == f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:0.1.0"
+    (build,) = sketch_run.of_type("command:local:Command")  # the image up() builds, by content hash
+    assert container["image"] == f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:{build.inputs['triggers'][0]}"
     spread = spec["template"]["spec"]["topologySpreadConstraints"][0]
     assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
     # the init container reads the object the delivery component uploaded
@@ -42,11 +43,9 @@ def test_registered_deployment_carries_the_spec(sketch_run):
     assert init["command"][3] == f"gs://mltoolkit-models-mock/{model_object.inputs['name']}"
 
 
-def test_gpu_cluster_deployment_tolerates_the_taint_cpu_cluster_not(sketch_run, gpu_run):
-    (gpu,) = gpu_run.of_type(DEPLOYMENT)
-    assert gpu.inputs["spec"]["template"]["spec"]["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-    ]
+def test_a_cpu_deployment_never_tolerates_the_gpu_taint(sketch_run, gpu_run):
+    (on_gpu_cluster,) = gpu_run.of_type(DEPLOYMENT)  # a CPU model on a cluster with a GPU pool
+    assert "tolerations" not in on_gpu_cluster.inputs["spec"]["template"]["spec"]
     (cpu,) = sketch_run.of_type(DEPLOYMENT)
     assert "tolerations" not in cpu.inputs["spec"]["template"]["spec"]
 

@@ -53,9 +53,16 @@ def _environment(request, monkeypatch, tmp_path):
         return
     for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL",
                  "GOOGLE_CREDENTIALS", "GOOGLE_CLOUD_KEYFILE_JSON", "GOOGLE_OAUTH_ACCESS_TOKEN",
-                 "GOOGLE_APPLICATION_CREDENTIALS"):
+                 "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_IMPERSONATE_SERVICE_ACCOUNT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    # the kubeconfig's auth plugin (and gcloud) as the kernel would find them; never run here
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for command in ("gke-gcloud-auth-plugin", "gcloud"):
+        (tools / command).write_text("#!/bin/sh\nexit 1\n")
+        (tools / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture
@@ -145,7 +152,7 @@ def test_cluster_must_be_a_cluster_spec(fake):
         GKETarget({"name": "ml"}, pulumi_command=fake)
 
 
-def test_every_planned_resource_carries_owner_stack_and_expiry_labels(cluster, spec, fake):
+def test_every_planned_resource_carries_owner_and_stack_labels_and_the_expiry_where_in_place(cluster, spec, fake):
     target = target_for(cluster, fake, ttl="8h")
     labels = target.labels()
     assert labels["owner"] == "alice" and labels["stack"] == "dev" and labels["expires"].endswith("z")
@@ -159,8 +166,9 @@ def test_every_planned_resource_carries_owner_stack_and_expiry_labels(cluster, s
                     "owner": "alice", "stack": "dev", "expires": labels["expires"]}, resource.name
                 labelled += 1
         node_config = inputs.get("nodeConfig") or {}
-        if "resourceLabels" in node_config:
-            assert node_config["resourceLabels"]["expires"] == labels["expires"]
+        if "resourceLabels" in node_config:  # a new expiry must not recreate the nodes
+            assert node_config["resourceLabels"]["owner"] == "alice"
+            assert "expires" not in node_config["resourceLabels"]
     assert labelled >= 3  # registry, bucket and cluster at least
     assert fake.calls == []  # planning runs under mocks, no CLI
 
@@ -172,6 +180,46 @@ def test_up_without_credentials_stops_before_the_cli(cluster, spec, fake):
     target = target_for(cluster, fake)
     with pytest.raises(GoogleCredentialsError, match="gcloud auth application-default login"):
         target.up(spec)
+    assert fake.calls == []
+
+
+def _without_tool(monkeypatch, tmp_path, command):
+    (tmp_path / "bin" / command).unlink()
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / command).exists()
+                           or p == str(tmp_path / "bin"))
+    monkeypatch.setenv("PATH", path)
+
+
+def test_a_missing_auth_plugin_stops_up_before_the_cli(cluster, spec, fake, adc, monkeypatch, tmp_path):
+    from mltoolkit.stack.errors import AuthPluginMissingError
+
+    _without_tool(monkeypatch, tmp_path, "gke-gcloud-auth-plugin")
+    target = target_for(cluster, fake)
+    for call in (lambda: target.up(spec), lambda: target.preview(spec), target.down):
+        with pytest.raises(AuthPluginMissingError, match="gcloud components install gke-gcloud-auth-plugin"):
+            call()
+    assert fake.calls == []  # nothing created, not even a stack
+
+
+def test_impersonation_needs_gcloud_and_reaches_the_kubeconfig(cluster, spec, fake, adc, monkeypatch, tmp_path):
+    from mltoolkit.stack.errors import AuthPluginMissingError
+
+    account = "deployer@my-proj.iam.gserviceaccount.com"
+    target = target_for(cluster, fake, config={"gcp:impersonateServiceAccount": account})
+    kubeconfig = json.loads(target.plan(spec).run.outputs["kubeconfig"])
+    exec_entry = kubeconfig["users"][0]["user"]["exec"]
+    assert exec_entry["env"] == [{"name": "CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT", "value": account}]
+    assert "args" not in exec_entry  # not the caller's own ADC identity
+    _without_tool(monkeypatch, tmp_path, "gcloud")
+    with pytest.raises(AuthPluginMissingError, match="gcloud is not on the PATH"):
+        target.up(spec)
+    assert fake.calls == []
+
+
+def test_provider_only_credentials_do_not_satisfy_the_auth_plugin(cluster, spec, fake, monkeypatch):
+    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.token")  # the provider reads it, the plugin not
+    with pytest.raises(GoogleCredentialsError, match="reads only application-default credentials"):
+        target_for(cluster, fake).up(spec)
     assert fake.calls == []
 
 
@@ -188,6 +236,9 @@ def test_credentials_sources(adc, tmp_path, monkeypatch):
 
 
 def test_up_shows_cost_then_progress_to_the_last_planned_resource(cluster, spec, fake, adc, capsys):
+    from mltoolkit.gcp.target import required_plugins
+
+    fake.plugins |= {("resource", name, version) for name, version in required_plugins().items()}
     target = target_for(cluster, fake)
     plan = target.plan(spec)
     planned = sum(1 for r in plan.run.resources if r.custom)
@@ -205,6 +256,38 @@ def test_up_shows_cost_then_progress_to_the_last_planned_resource(cluster, spec,
     config = fake.calls_of("config", "set-all")[0]
     assert config.flag("--plaintext") == ["gcp:project=my-proj", "gcp:region=us-central1", "gcp:zone=us-central1-a"]
     assert "kubeconfig" in target.outputs() and "[secret]" in repr(target.outputs())
+
+
+def _unchanged_up_events(count):
+    """The up_success sample with its summary saying every resource stayed the same."""
+    events = copy.deepcopy(load_scenario("up_success").events)
+    for event in events:
+        if "summaryEvent" in event:
+            event["summaryEvent"]["resourceChanges"] = {"same": count}
+    return [e for e in events if "resourcePreEvent" not in e and "resOutputsEvent" not in e]
+
+
+def test_a_second_up_keeps_the_expiry_and_reports_no_changes(cluster, spec, fake, adc, monkeypatch):
+    target = target_for(cluster, fake, progress=False, ttl="8h")
+    seen = []
+    build = target._program
+    monkeypatch.setattr(target, "_program", lambda s, labels: seen.append(dict(labels)) or build(s, labels))
+    outputs = dict(load_scenario("up_success").outputs, model_name="digits")
+    fake.script(load_scenario("up_success"),
+                Scenario(command="up", events=_unchanged_up_events(12), outputs=outputs, resource_count=12),
+                Scenario(command="up", events=_unchanged_up_events(12), outputs=outputs, resource_count=12))
+    target.up(spec)
+    assert target.last_changes == {"create": 12}
+    record = target._lifecycle._record()
+    record.expires = "20991231t2359z"  # as if the first up() ran long ago with a long ttl
+    target._lifecycle.records.write(record)
+    target.up(spec)
+    assert seen[1]["expires"] == "20991231t2359z"  # kept: the labels, so the inputs, do not move
+    assert target.last_changes == {"same": 12}
+    target.up(spec, renew_expiry=True)
+    assert seen[2]["expires"] != "20991231t2359z"
+    with pytest.raises(SpecError, match="up.renew_expiry"):
+        target.up(spec, renew_expiry="yes")
 
 
 def test_down_destroys_and_removes(cluster, fake, adc, capsys):
@@ -363,6 +446,10 @@ def test_real_gke_up_predict_measure_down(digits_model, tmp_path):
         assert len(endpoint.predict(X[:3])) == 3
         assert len(target.load_test(rate=5, duration=3, X=X)) > 0
         assert len(target.utilization()) >= 1
+        from mltoolkit.gcp.smoke import unexpected_changes
+
+        target.up(spec)  # the same spec again: nothing restarts, nothing is replaced
+        assert not unexpected_changes(target.last_changes), target.last_changes
     finally:
         target.down()
     assert target.status().exists is False
@@ -398,3 +485,34 @@ print("pulumi imported:", any(m.split(".")[0] == "pulumi" for m in sys.modules))
     assert len(lines) == 3
     assert all(line.startswith("GcpExtraMissingError") and "pip install 'mltoolkit[gcp]'" in line for line in lines[:2])
     assert lines[2] == "pulumi imported: False"
+
+
+def test_up_installs_the_plugins_matching_the_installed_sdks(cluster, spec, fake, adc):
+    from importlib import metadata
+
+    from mltoolkit.gcp.target import required_plugins
+
+    assert required_plugins() == {
+        "command": metadata.version("pulumi_command"),  # runs the serving image's build
+        "gcp": metadata.version("pulumi_gcp"), "kubernetes": metadata.version("pulumi_kubernetes")}
+    fake.script(load_scenario("up_success"))
+    target_for(cluster, fake, progress=False).up(spec)
+    installed = {c.argv[-2]: c.argv[-1] for c in fake.calls_of("plugin", "install")}
+    assert installed == {name: f"v{version}" for name, version in required_plugins().items()}
+
+
+def test_up_writes_the_build_context_the_program_builds_from(cluster, spec, fake, adc, tmp_path, monkeypatch):
+    from mltoolkit.gcp.program import serving_build
+
+    monkeypatch.setenv("MLTOOLKIT_HOME", str(tmp_path / "home"))
+    context, directory = serving_build(cluster, spec)
+    assert directory == tmp_path / "home" / "builds" / context.digest
+    plan = target_for(cluster, fake).plan(spec)
+    (build,) = plan.run.of_type("command:local:Command")
+    assert f"gcloud builds submit {directory}" in build.inputs["create"]
+    assert any("built by up() with Cloud Build" in note and "$0.02 once" in note for note in plan.notes)
+    assert not directory.exists()  # plan() writes nothing
+    fake.script(load_scenario("up_success"))
+    target_for(cluster, fake, progress=False).up(spec)
+    assert (directory / "Dockerfile").is_file() and (directory / "mltoolkit" / "serving" / "__main__.py").is_file()
+    assert (directory / "requirements.txt").read_text().startswith("aiohttp==")

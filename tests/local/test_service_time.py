@@ -22,7 +22,7 @@ def digits_spec(digits_model):
 
 def test_plan_shows_each_replicas_service_time_and_passes_the_option(digits_spec):
     target = LocalTarget(nodes=4, node_slowdown={"node-3": 4.0}, service_ms=20, progress=False)
-    plan = target.plan(digits_spec).set_index("name")
+    plan = target.plan(digits_spec).resources.set_index("name")
     assert list(plan["service_ms"][:4]) == [20.0, 20.0, 20.0, 80.0]  # 20 ms x the node's slowdown
     assert pd.isna(plan.loc["digits-balancer", "service_ms"])  # not a replica
     for name in ("digits-0", "digits-3"):
@@ -33,13 +33,14 @@ def test_plan_shows_each_replicas_service_time_and_passes_the_option(digits_spec
     assert "service_ms=20" in repr(target)
     # three replicas of 50 requests/s and one of 12.5
     assert fleet_capacity_rps(plan.reset_index()) == pytest.approx(162.5)
+    assert fleet_capacity_rps(target.plan(digits_spec)) == pytest.approx(162.5)  # the Plan itself
 
 
 def test_without_service_ms_nothing_is_emulated(digits_spec):
     processes = plan_processes(digits_spec, nodes=2, node_slowdown={"node-0": 3})
     assert [p.service_ms for p in processes] == [None] * 5
     assert not any("--service-ms" in p.argv for p in processes)
-    plan = LocalTarget(nodes=2, progress=False).plan(digits_spec)
+    plan = LocalTarget(nodes=2, progress=False).plan(digits_spec).resources
     assert plan["service_ms"].isna().all()
     with pytest.raises(SpecError, match="plan.service_ms"):
         fleet_capacity_rps(plan)  # without emulation a replica's capacity is the host's business

@@ -16,6 +16,7 @@ import pytest
 from mltoolkit.errors import SpecError
 from mltoolkit.local import LocalTarget, LocalTargetError
 from mltoolkit.local.processes import MARKER_ENV, start_process
+from mltoolkit.planning import COST_COLUMNS, Plan
 from mltoolkit.local.records import RecordStore
 from mltoolkit.spec import BalancerSpec, DeploymentSpec, ModelSpec
 from tests.local.conftest import processes_of, running, wait_for
@@ -328,7 +329,9 @@ def test_bad_settings_fail_before_anything_starts(home, spec):
 
 def test_plan_lists_the_processes_up_would_start(spec):
     plan = LocalTarget(nodes=3).plan(DeploymentSpec(model=spec.model, replicas=4, cpu="250m"))
-    assert list(plan["kind"]) == ["replica"] * 4 + ["balancer"]
-    assert list(plan["node"][:4]) == ["node-0", "node-1", "node-2", "node-0"]
-    assert plan["usd_per_hour"].sum() == 0
-    assert isinstance(plan, pd.DataFrame)
+    # the Plan type GKETarget.plan returns too (issue 12.13): resources, costs, cost per hour
+    assert isinstance(plan, Plan) and isinstance(plan.resources, pd.DataFrame)
+    assert list(plan.resources["kind"]) == ["replica"] * 4 + ["balancer"]
+    assert list(plan.resources["node"][:4]) == ["node-0", "node-1", "node-2", "node-0"]
+    assert plan.cost_per_hour == plan.cost_per_month == 0 and plan.costs.empty
+    assert list(plan.costs.columns) == COST_COLUMNS

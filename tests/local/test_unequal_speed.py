@@ -47,7 +47,7 @@ def make_target(home):
 
 def test_plan_shows_which_replicas_are_slowed_and_passes_them_the_option(digits_spec):
     target = LocalTarget(nodes=3, node_slowdown={"node-1": 2.5}, progress=False)
-    plan = target.plan(digits_spec).set_index("name")
+    plan = target.plan(digits_spec).resources.set_index("name")
     # four replicas round-robin over three nodes: digits-1 is the only one on node-1
     assert list(plan["node"][:4]) == ["node-0", "node-1", "node-2", "node-0"]
     assert list(plan["slowdown"][:4]) == [1.0, 2.5, 1.0, 1.0]
@@ -70,7 +70,7 @@ def test_two_replicas_on_a_slow_node_are_both_slowed(digits_spec):
 
 
 def test_without_node_slowdown_every_replica_runs_at_full_speed(digits_spec):
-    plan = LocalTarget(nodes=2, progress=False).plan(digits_spec)
+    plan = LocalTarget(nodes=2, progress=False).plan(digits_spec).resources
     assert list(plan["slowdown"][:4]) == [1.0] * 4
     assert not plan["command"].str.contains("--slowdown").any()
 

@@ -187,3 +187,22 @@ def test_with_metadata_exports_after_the_program(monkeypatch):
     wrapped = with_metadata(lambda: calls.append("program"), {OUTPUT_OWNER: "alice", OUTPUT_MODEL: "digits"})
     wrapped()
     assert calls == ["program", (OUTPUT_OWNER, "alice"), (OUTPUT_MODEL, "digits")]
+
+
+def test_missing_plugins_are_installed_before_up_with_progress(fake, scenario, capsys):
+    """The gcp and kubernetes plugins at the SDKs' versions, before the engine starts
+    (issue 12.11); an installed one is not installed again."""
+    fake.plugins.add(("resource", "kubernetes", "4.34.2"))
+    fake.script(scenario("up_success"), scenario("up_success"))
+    lifecycle = make(fake)
+    lifecycle.up(program, planned=7, plugins={"gcp": "10.2.0", "kubernetes": "4.34.2"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "installing the Pulumi gcp plugin v10.2.0 (once per machine; can take a minute)",
+        "installed the Pulumi gcp plugin v10.2.0",
+    ]
+    installs = fake.calls_of("plugin", "install")
+    assert [c.argv[-3:] for c in installs] == [["resource", "gcp", "v10.2.0"]]
+    assert words(fake).index("plugin install") < words(fake).index("up")
+    lifecycle.up(program, planned=7, plugins={"gcp": "10.2.0", "kubernetes": "4.34.2"})
+    assert len(fake.calls_of("plugin", "install")) == 1  # both present now

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mltoolkit.planning import Plan
+
 from mltoolkit.endpoint import Endpoint
 
 SAFETY_TIMEOUT_S = 30.0
@@ -96,7 +98,7 @@ class FakeTarget:
 
 
 class FakeLocalTarget(FakeTarget):
-    def plan(self, spec: Any) -> pd.DataFrame:
+    def plan(self, spec: Any) -> Plan:
         self._enter("plan", spec)
         self._wait_and_maybe_fail("plan")
         rows = [
@@ -108,7 +110,7 @@ class FakeLocalTarget(FakeTarget):
         rows.append({"kind": "balancer", "name": "balancer", "node": "node-0", "port": "auto",
                      "command": "python -m mltoolkit.balancer", "cpu": None, "memory": None,
                      "usd_per_hour": 0.0})
-        return pd.DataFrame(rows)
+        return Plan(title="processes on this machine", resources=pd.DataFrame(rows))
 
     def up(self, spec: Any, *, progress: Any = None) -> Endpoint:
         self._enter("up", spec, progress=progress)
@@ -129,9 +131,7 @@ class FakeGKETarget(FakeTarget):
         super().__init__(request)
         self.cost_per_hour = 0.2527
 
-    def plan(self, spec: Any) -> Any:
-        from types import SimpleNamespace
-
+    def plan(self, spec: Any) -> Plan:
         self._enter("plan", spec)
         self._wait_and_maybe_fail("plan")
         resources = pd.DataFrame(
@@ -144,8 +144,8 @@ class FakeGKETarget(FakeTarget):
              "quantity": [1.0, 1.0], "unit": ["cluster", "node"],
              "unit_price_per_hour": [0.10, 0.1527], "usd_per_hour": [0.10, 0.1527]}
         )
-        return SimpleNamespace(
-            resources=resources, costs=costs, cost_per_hour=self.cost_per_hour,
+        return Plan(
+            title="cluster ml", resources=resources, costs=costs, cost_per_hour=self.cost_per_hour,
             cost_per_month=self.cost_per_hour * 730, notes=("Prices: us-central1 list prices.",),
         )
 

@@ -66,7 +66,7 @@ def test_plan_on_the_local_target_shows_the_processes_and_no_cost(panel, factory
     rows = records(panel.plan_view.value)
     assert [r["kind"] for r in rows] == ["replica", "replica", "replica", "balancer"]
     assert [r["cpu"] for r in rows[:3]] == ["250m"] * 3
-    assert text(panel.status.value) == "Plan: 4 process(es) — estimated $0.0000/hour ($0.00/month)"
+    assert text(panel.status.value) == "Plan: 4 resources — estimated $0.0000/hour ($0.00/month)"
     assert panel.errors.value == ""
 
 
@@ -109,7 +109,7 @@ def test_the_real_local_plan_through_the_default_factory(model_file):
             ("replica", "digits-2", "node-0"), ("balancer", "digits-balancer", "–"),
         ]
         assert "--replica-id digits-1" in rows[1]["command"]
-        assert text(panel.status.value) == "Plan: 4 process(es) — estimated $0.0000/hour ($0.00/month)"
+        assert text(panel.status.value) == "Plan: 4 resources — estimated $0.0000/hour ($0.00/month)"
     finally:
         panel.close(TIMEOUT)
 

@@ -12,12 +12,15 @@ from .html_tables import records, tables, text
 
 
 def test_a_local_plan_costs_nothing_and_lists_its_processes():
-    plan = pd.DataFrame({"kind": ["replica", "balancer"], "name": ["d-0", "balancer"], "usd_per_hour": [0.0, 0.0]})
-    summary = render.plan_summary(plan)
-    assert (summary.what, summary.cost_per_hour, summary.cost_per_month) == ("2 process(es)", 0.0, 0.0)
+    from mltoolkit.planning import Plan
+
+    frame = pd.DataFrame({"kind": ["replica", "balancer"], "name": ["d-0", "balancer"], "usd_per_hour": [0.0, 0.0]})
+    summary = render.plan_summary(Plan(title="local", resources=frame))
+    assert (summary.what, summary.cost_per_hour, summary.cost_per_month) == ("2 resources", 0.0, 0.0)
     shown = render.plan_html(summary)
+    assert len(tables(shown)) == 1  # no cost items: nothing is billed
     assert [r["name"] for r in records(shown)] == ["d-0", "balancer"]
-    assert text(shown).startswith("Plan: 2 process(es) — estimated $0.0000/hour ($0.00/month)")
+    assert text(shown).startswith("Plan: 2 resources — estimated $0.0000/hour ($0.00/month)")
 
 
 def test_a_gke_plan_shows_resources_cost_items_and_notes():
