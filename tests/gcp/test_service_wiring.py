@@ -164,21 +164,8 @@ RUNS = {
     "image model on its own port, l7": lambda d: run(make_cluster(load_balancer="l7"), image_deployment(d, 9000)),
 }
 #: runs whose wiring is known to be wrong; strict, so the mark must go when the bug is fixed
-KNOWN_MISWIRED = {
-    "image model on its own port, l7": "manifests.backend_config health-checks SERVING_PORT (8080), "
-    "not the image model's port: on GKE every backend would be unhealthy",
-}
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(case, marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=KNOWN_MISWIRED[case]))
-        if case in KNOWN_MISWIRED
-        else case
-        for case in RUNS
-    ],
-)
+# The image model behind L7 is the case that once health-checked port 8080 whatever the pod served.
+@pytest.mark.parametrize("case", list(RUNS))
 def test_every_service_and_ingress_reaches_serving_pods(deployment, case):
     manifests = kubernetes_objects(RUNS[case](deployment))
     services = objects_of_kind(manifests, "Service")
