@@ -227,6 +227,7 @@ def _probe(endpoint: Any, source: MemorySource | ParquetSource, settings: BatchS
     sender = Sender(endpoint.infer_url, settings.timeout_s, settings.encoding)
     samples = []
     try:
+        _send_with_retries(sender, rows[:small], settings)  # opens the connection: not timed
         for _ in range(PROBE_REPEATS):
             for n in (small, large):
                 samples.append((n, _send_with_retries(sender, rows[:n], settings).latency_s))
