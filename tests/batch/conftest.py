@@ -101,7 +101,7 @@ def fleet(digits_model) -> Callable[..., object]:
 
     targets = []
 
-    def start(replicas: int = 2, policy: str = "least_request") -> LocalTarget:
+    def start(replicas: int = 2, policy: str = "least_request", retries: int = 1) -> LocalTarget:
         clf = digits_model[0]
         target = LocalTarget(nodes=2, progress=False)
         targets.append(target)
@@ -109,7 +109,7 @@ def fleet(digits_model) -> Callable[..., object]:
             DeploymentSpec(
                 model=ModelSpec.from_object(clf, name="digits"),
                 replicas=replicas,
-                balancer=BalancerSpec(policy=policy),
+                balancer=BalancerSpec(policy=policy, retries=retries),
             )
         )
         return target
