@@ -25,7 +25,7 @@ from mltoolkit.batch.output import Manifest, PartsOutput
 from mltoolkit.batch.plan import CostModel, backoff_s, chunk_bounds, fit_cost, plan_chunk_rows
 from mltoolkit.batch.progress import BatchProgress, make_progress
 from mltoolkit.batch.source import BatchInputError, MemorySource, ParquetSource, check_features, make_source
-from mltoolkit.batch.summary import ATTEMPT_COLUMNS, summarize_batch
+from mltoolkit.batch.summary import attempts_frame, summarize_batch
 from mltoolkit.batch.transport import ENCODINGS, Answer, FatalError, Sender, TransientError
 from mltoolkit.errors import MltoolkitError, SpecError
 
@@ -116,8 +116,7 @@ class BatchRun:
     @property
     def rows_scored(self) -> int:
         """Rows scored by this run (not counting those resumed from an earlier one)."""
-        ok = self.attempts[self.attempts["ok"]]
-        return int(ok["rows"].sum())
+        return int(self.attempts.loc[self.attempts["ok"], "rows"].sum())
 
     @property
     def rows_per_s(self) -> float:
@@ -194,7 +193,7 @@ def run_batch(
     return BatchRun(
         predictions=runner.predictions(),
         output=parts.path if parts is not None else None,
-        attempts=pd.DataFrame(runner.attempts, columns=list(ATTEMPT_COLUMNS)),
+        attempts=attempts_frame(runner.attempts),
         rows_total=source.total_rows,
         rows_resumed=runner.rows_resumed,
         chunk_rows=rows,

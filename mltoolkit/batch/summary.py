@@ -26,6 +26,18 @@ SUMMARY_COLUMNS = ("node", "rows", "chunks", "retries", "busy_s", "rows_per_s", 
 OVERALL = "overall"
 
 
+_ATTEMPT_DTYPES = {
+    "start": "int64", "rows": "int64", "attempt": "int64", "status": "int64", "ok": "bool",
+    "sent_s": "float64", "latency_s": "float64", "worker": "int64", "request_bytes": "int64",
+    "response_bytes": "int64",
+}  # fmt: skip
+
+
+def attempts_frame(records: list[dict[str, object]]) -> pd.DataFrame:
+    """The attempts frame from one dict per attempt, typed even when there are none."""
+    return pd.DataFrame(records, columns=list(ATTEMPT_COLUMNS)).astype(_ATTEMPT_DTYPES)
+
+
 def _row(group: pd.DataFrame, elapsed_s: float, total_rows: int) -> dict[str, float]:
     ok = group[group["ok"].astype(bool)]
     rows = int(ok["rows"].sum())
