@@ -1,7 +1,7 @@
 """Running a batch: chunks through the endpoint with a bounded number in flight, retries with
 back-off, progress on the caller's thread, a clean stop on Ctrl-C, resume from the output.
 
-Threads: one reads the input into a queue of at most ``in_flight`` chunks (so a Parquet input
+Threads: one reads the input into a queue of at most ``in_flight // 2`` chunks (so a Parquet input
 is never all in memory), ``in_flight`` workers each keep one request open through the endpoint
 (the balancer spreads them over the replicas), and the calling thread draws progress and waits.
 On ``KeyboardInterrupt`` the workers finish the request they have, nothing new is sent, and
@@ -264,7 +264,11 @@ class _Runner:
         self.draw = draw
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(maxsize=settings.in_flight)
+        # read ahead by half the workers: enough to keep them busy, and memory holds at most
+        # in_flight + in_flight / 2 chunks (what bounds a run over a Parquet input)
+        self.queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(
+            maxsize=max(1, settings.in_flight // 2)
+        )
         self.results: dict[int, np.ndarray] = {}
         self.attempts: list[dict[str, Any]] = []
         self.failure: BaseException | None = None

@@ -49,20 +49,23 @@ class Answer:
     response_bytes: int
 
 
-def encode(rows: np.ndarray, encoding: str) -> tuple[bytes, dict[str, str]]:
-    """The request body and headers for ``rows`` in ``encoding`` ("binary" or "json")."""
+def encode(rows: np.ndarray, encoding: str) -> tuple[list[bytes | memoryview], dict[str, str]]:
+    """The request body (as parts sent one after the other) and headers for ``rows`` in
+    ``encoding`` ("binary" or "json"). Binary sends a view of the rows: no copy of the chunk."""
     if encoding == "binary":
-        body, length = binary.encode_request(rows)
-        return body, {
+        json_part, raw = binary.encode_request_parts(rows)
+        return [json_part, raw], {
             "Content-Type": binary.OCTET_STREAM,
-            binary.HEADER_LENGTH: str(length),
+            binary.HEADER_LENGTH: str(len(json_part)),
+            "Content-Length": str(len(json_part) + len(raw)),
         }
     payload = {
         "inputs": [
             {"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}
         ]
     }
-    return dumps(payload), {"Content-Type": "application/json"}
+    body = dumps(payload)
+    return [body], {"Content-Type": "application/json", "Content-Length": str(len(body))}
 
 
 class Sender:
@@ -90,11 +93,16 @@ class Sender:
             self._connection = None
 
     def send(self, rows: np.ndarray) -> Answer:
-        body, headers = encode(rows, self.encoding)
+        parts, headers = encode(rows, self.encoding)
         started = time.perf_counter()
         try:
             connection = self._connect()
-            connection.request("POST", self._path, body=body, headers=headers)
+            connection.putrequest("POST", self._path, skip_accept_encoding=True)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            for part in parts:
+                connection.send(part)
             response = connection.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout, ...
@@ -126,4 +134,4 @@ class Sender:
                 response.status,
                 replica,
             )
-        return Answer(predictions, replica, latency, len(body), len(data))
+        return Answer(predictions, replica, latency, int(headers["Content-Length"]), len(data))

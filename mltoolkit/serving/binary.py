@@ -226,7 +226,18 @@ def encode_response(
 def encode_request(rows: np.ndarray, input_name: str = "input-0") -> tuple[bytes, int]:
     """A binary V2 request for ``rows`` (2-D, numeric) asking for a binary answer: its body
     and the value of ``Inference-Header-Content-Length``."""
-    datatype, raw = tensor_bytes(rows)
+    json_part, raw = encode_request_parts(rows, input_name)
+    return json_part + bytes(raw), len(json_part)
+
+
+def encode_request_parts(rows: np.ndarray, input_name: str = "input-0") -> tuple[bytes, memoryview]:
+    """``encode_request`` as its two parts, the JSON header and the tensor's bytes; the bytes are
+    a view of ``rows`` when it is already C-contiguous little-endian (no copy of a big chunk)."""
+    if rows.dtype.kind not in "biuf":
+        raise ValueError(f"rows must be numeric; got dtype {rows.dtype}")
+    values = np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<"))
+    raw = memoryview(values).cast("B")
+    datatype = datatype_of(values.dtype.newbyteorder("="))
     header = {
         "inputs": [
             {
@@ -238,8 +249,7 @@ def encode_request(rows: np.ndarray, input_name: str = "input-0") -> tuple[bytes
         ],
         "outputs": [{"name": OUTPUT_NAME, "parameters": {"binary_data": True}}],
     }
-    json_part = dumps(header)
-    return json_part + raw, len(json_part)
+    return dumps(header), raw
 
 
 _NUMPY_OF_DATATYPE = {name: dtype.newbyteorder("<") for name, dtype in INPUT_DATATYPES.items()}
