@@ -87,7 +87,7 @@ class PartsOutput:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(prediction_frame(start, predictions), preserve_index=False)
+        table = pa.table(prediction_columns(start, predictions))
         final = self.path / part_name(start)
         temporary = self.path / f".{final.name}.{os.getpid()}.tmp"
         pq.write_table(table, temporary)
@@ -101,10 +101,10 @@ class PartsOutput:
         return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
-def prediction_frame(start: int, predictions: np.ndarray) -> pd.DataFrame:
+def prediction_columns(start: int, predictions: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns of one part: ``row`` (input positions) and the prediction(s)."""
     rows = np.arange(start, start + len(predictions), dtype=np.int64)
     if predictions.ndim == 1:
-        return pd.DataFrame({"row": rows, "prediction": predictions})
+        return {"row": rows, "prediction": predictions}
     flat = predictions.reshape(len(predictions), -1)
-    columns = {f"prediction_{i}": flat[:, i] for i in range(flat.shape[1])}
-    return pd.DataFrame({"row": rows, **columns})
+    return {"row": rows, **{f"prediction_{i}": flat[:, i] for i in range(flat.shape[1])}}

@@ -69,7 +69,8 @@ class ParquetSource:
         held = 0
         position = 0  # first row of the pending data, in input order
         for path in self.paths:
-            with pq.ParquetFile(path) as file:
+            # pre_buffer=False: the default pre-buffering reads the whole file into memory first
+            with pq.ParquetFile(path, pre_buffer=False) as file:
                 for batch in file.iter_batches(batch_size=chunk_rows, columns=self.columns):
                     pending.append(_batch_values(batch, position + held))
                     held += batch.num_rows
@@ -91,8 +92,9 @@ def _take(pending: list[np.ndarray], n: int, held: int) -> tuple[np.ndarray, lis
 
 
 def _batch_values(batch: Any, first_row: int) -> np.ndarray:
-    columns = [np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64) for column in batch.columns]
-    values = np.column_stack(columns) if columns else np.empty((batch.num_rows, 0))
+    values = np.empty((batch.num_rows, batch.num_columns), dtype=np.float64)
+    for i, column in enumerate(batch.columns):
+        values[:, i] = column.to_numpy(zero_copy_only=False)
     _check_finite(values, batch.schema.names, first_row, "row")
     return values
 
