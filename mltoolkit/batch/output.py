@@ -31,6 +31,7 @@ class Manifest:
     n_features: int
     chunk_rows: int
     columns: list[str]
+    fingerprint: str = ""
 
 
 def part_name(start: int) -> str:
@@ -53,15 +54,16 @@ class PartsOutput:
         """Write the manifest of a new run, or check that it matches the one already there."""
         found = self.manifest()
         if found is not None:
-            if (found.total_rows, found.n_features, found.columns) != (
+            if (found.total_rows, found.n_features, found.columns, found.fingerprint) != (
                 manifest.total_rows,
                 manifest.n_features,
                 manifest.columns,
+                manifest.fingerprint,
             ):
                 raise BatchInputError(
                     f"output {str(self.path)!r} holds a run over other input ({found.total_rows} "
                     f"rows x {found.n_features} columns; this input has {manifest.total_rows} x "
-                    f"{manifest.n_features}); give another output or delete that directory"
+                    f"{manifest.n_features}, or other values); give another output or delete that directory"
                 )
             return
         if self.path.exists() and any(self.path.iterdir()):

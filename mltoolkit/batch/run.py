@@ -187,7 +187,7 @@ def run_batch(
             max_request_bytes=settings.max_request_bytes,
         )
     if parts is not None:
-        parts.start(Manifest(source.total_rows, source.n_features, rows, source.columns))
+        parts.start(Manifest(source.total_rows, source.n_features, rows, source.columns, source.fingerprint()))
     runner = _Runner(endpoint, source, parts, rows, settings, draw)
     runner.run()
     return BatchRun(

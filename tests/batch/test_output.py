@@ -7,8 +7,8 @@ from mltoolkit.batch.output import MANIFEST, Manifest, PartsOutput, part_name
 from mltoolkit.batch.source import BatchInputError
 
 
-def manifest(rows=10):
-    return Manifest(total_rows=rows, n_features=3, chunk_rows=4, columns=["a", "b", "c"])
+def manifest(rows=10, fingerprint="abc"):
+    return Manifest(total_rows=rows, n_features=3, chunk_rows=4, columns=["a", "b", "c"], fingerprint=fingerprint)
 
 
 def test_parts_read_back_in_input_order_whatever_order_they_were_written(tmp_path):
@@ -37,6 +37,8 @@ def test_the_same_output_for_other_input_is_refused(tmp_path):
     PartsOutput(tmp_path / "out").start(manifest(10))  # the same run: fine
     with pytest.raises(BatchInputError, match="holds a run over other input .10 rows x 3 columns; this input has 11 x 3"):
         PartsOutput(tmp_path / "out").start(manifest(11))
+    with pytest.raises(BatchInputError, match="or other values"):
+        PartsOutput(tmp_path / "out").start(manifest(10, fingerprint="def"))
 
 
 def test_a_directory_that_is_not_an_output_is_refused(tmp_path):

@@ -116,3 +116,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(scripted_endpoint, scripted
     assert scripted.posts - posts_before == len(again)
     assert run.predictions.index.equals(data.index)
     np.testing.assert_allclose(run.predictions.to_numpy(), data.sum(axis=1).to_numpy())
+
+
+def test_the_same_output_for_another_table_of_the_same_shape_is_refused(scripted_endpoint, scripted, tmp_path):
+    scripted_endpoint.predict_batch(frame(100, seed=1), output=tmp_path / "out", chunk_rows=10, progress=False)
+    posts = scripted.posts
+    with pytest.raises(BatchInputError, match="holds a run over other input"):
+        scripted_endpoint.predict_batch(frame(100, seed=2), output=tmp_path / "out", chunk_rows=10, progress=False)
+    assert scripted.posts == posts
