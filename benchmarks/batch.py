@@ -163,13 +163,27 @@ def compute_bound(args: argparse.Namespace, workdir: Path, report: Report) -> No
                     ray_startups.append(startup)
                     ray_rates.append(args.rows / elapsed)
                     equal_ray &= bool((predictions == expected).all())
+        killed = Report()  # its lines go after the compute lines
         if "kill" in args.only:
-            kill_mid_run(target, model, rows[: args.kill_rows], report)
+            kill_mid_run(target, model, rows[: args.kill_rows], killed)
     finally:
         target.down()
-    if "compute" not in args.only:
-        return
+    if "compute" in args.only:
+        compute_lines(report, in_process, fleet_rates, ray_rates, ray_startups, equal_fleet, equal_ray)
+    report.rows += killed.rows
+    report.goals += killed.goals
+    report.notes += killed.notes
 
+
+def compute_lines(
+    report: Report,
+    in_process: list[float],
+    fleet_rates: list[float],
+    ray_rates: list[float],
+    ray_startups: list[float],
+    equal_fleet: bool,
+    equal_ray: bool,
+) -> None:
     fleet_ratio = ratio(fleet_rates, in_process)
     report.rows += [
         ["compute: in-process model.predict rows/s", rate(in_process), "1.00"],
@@ -269,12 +283,28 @@ def data_bound(args: argparse.Namespace, report: Report, workdir: Path) -> None:
                 mbs.append(moved / run.elapsed_s / MB)
                 equal &= bool((run.predictions.to_numpy() == expected).all())
             loopback.append(loopback_copy_mb_s())
+        memory = Report()  # its lines go after the data lines
         if "memory" in args.only:
-            memory_bound(args, target, model, workdir, report)
+            memory_bound(args, target, model, workdir, memory)
     finally:
         target.down()
-    if "data" not in args.only:
-        return
+    if "data" in args.only:
+        data_lines(report, in_process, binary_rates, json_rates, binary_mb, json_mb, loopback, equal)
+    report.rows += memory.rows
+    report.goals += memory.goals
+    report.notes += memory.notes
+
+
+def data_lines(
+    report: Report,
+    in_process: list[float],
+    binary_rates: list[float],
+    json_rates: list[float],
+    binary_mb: list[float],
+    json_mb: list[float],
+    loopback: list[float],
+    equal: bool,
+) -> None:
     factor = ratio(binary_rates, json_rates)
     report.rows += [
         ["data: in-process model.predict rows/s", rate(in_process), "1.00"],
