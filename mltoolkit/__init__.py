@@ -16,6 +16,9 @@ from mltoolkit.errors import MltoolkitError, SpecError
 
 _LAZY = {
     "BalancerSpec": "mltoolkit.spec",
+    "BatchError": "mltoolkit.batch",
+    "BatchInputError": "mltoolkit.batch",
+    "BatchInterrupted": "mltoolkit.batch",
     "BatchingSpec": "mltoolkit.spec",
     "ClusterSpec": "mltoolkit.spec",
     "DeploymentSpec": "mltoolkit.spec",
@@ -36,6 +39,7 @@ _LAZY = {
     "original_sketch_deployment": "mltoolkit.spec",
     "plot_latency": "mltoolkit.observe",
     "plot_utilization": "mltoolkit.observe",
+    "run_batch": "mltoolkit.batch",
     "summarize": "mltoolkit.observe",
 }
 

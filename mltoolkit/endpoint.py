@@ -71,6 +71,33 @@ class Endpoint:
         answer, _ = self._request("/predict", {"instances": rows})
         return np.asarray(answer["predictions"])
 
+    def predict_batch(self, data: Any, **options: Any) -> Any:
+        """Score every row of ``data`` across the fleet behind this endpoint.
+
+        ``data``: a DataFrame, a 2-D NumPy array, or the path(s) of Parquet file(s) (read in
+        pieces, so they may be larger than memory). Returns the predictions as a Series (a
+        DataFrame for several outputs per row) on the input's index; for Parquet input with
+        ``output=``, the output directory (one Parquet part per chunk, in input order).
+
+        Options (all checked before any request): ``output`` (a directory: predictions are
+        written there as chunks finish, and a re-run with the same output resumes: no chunk
+        twice, none skipped), ``chunk_rows`` (default: measured so a request takes
+        ``target_request_s``, 0.25 s), ``in_flight`` (chunks in flight at once, default 4),
+        ``max_retries`` (per chunk, for connection loss, timeouts, 5xx; default 5),
+        ``timeout_s``, ``encoding`` ("binary" tensors, default, or "json"), ``progress``
+        (True: a bar in Jupyter, a text line elsewhere; False; or a callable). Ctrl-C stops
+        cleanly and raises ``BatchInterrupted`` with the rows done. ``run_batch`` returns the
+        whole ``BatchRun`` (attempts, per-replica ``summary()``, rows/s).
+        """
+        return self.run_batch(data, **options).result
+
+    def run_batch(self, data: Any, **options: Any) -> Any:
+        """``predict_batch`` returning the ``mltoolkit.batch.BatchRun`` (predictions, attempts,
+        ``summary()``, ``rows_per_s``)."""
+        from mltoolkit.batch import run_batch
+
+        return run_batch(self, data, **options)
+
     def metadata(self) -> dict[str, Any]:
         """The model's Open Inference Protocol V2 metadata."""
         answer, _ = self._request(f"/v2/models/{self.model_name}")

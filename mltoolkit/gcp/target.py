@@ -378,6 +378,15 @@ class GKETarget:
 
         return load_test(self.endpoint, **kwargs)
 
+    def predict_batch(self, data: Any, **options: Any) -> Any:
+        """``self.endpoint.predict_batch`` through the cloud load balancer (see
+        ``Endpoint.predict_batch``)."""
+        return self.endpoint.predict_batch(data, **options)
+
+    def run_batch(self, data: Any, **options: Any) -> Any:
+        """``self.endpoint.run_batch``."""
+        return self.endpoint.run_batch(data, **options)
+
     def utilization(self, *, request_timeout: float = 30.0) -> pd.DataFrame:
         """Node CPU/memory now (Kubernetes metrics API, kubeconfig from the stack outputs)."""
         from mltoolkit.gcp.manifests import NAMESPACE, selector_labels

@@ -454,6 +454,20 @@ class LocalTarget:
 
         return load_test(self.endpoint, **kwargs)
 
+    def predict_batch(self, data: Any, **options: Any) -> Any:
+        """``self.endpoint.predict_batch`` (see ``Endpoint.predict_batch``), with two chunks in
+        flight per replica unless ``in_flight`` is given."""
+        return self.run_batch(data, **options).result
+
+    def run_batch(self, data: Any, **options: Any) -> Any:
+        """``self.endpoint.run_batch``; its ``summary()`` knows each replica's node."""
+        endpoint = self.endpoint
+        with self._lock:
+            replicas = [m.spec for m in self._processes if m.spec.role == REPLICA]
+        options.setdefault("in_flight", max(1, 2 * len(replicas)))
+        options.setdefault("nodes", {r.name: str(r.node) for r in replicas})
+        return endpoint.run_batch(data, **options)
+
     def utilization(
         self, samples: int = 1, interval_s: float = 1.0, by: str = "node"
     ) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from mltoolkit.serving import binary
 from mltoolkit.serving.batching import Batcher
 from mltoolkit.serving.config import ServerConfig
 from mltoolkit.serving.emulation import EmulatedCore, emulated_core
@@ -195,11 +196,31 @@ class _Handlers:
 
     async def infer(self, request: web.Request) -> web.Response:
         self._check_model(request)
-        parsed = parse_infer_request(await self._body(request), self.model.n_features)
+        body = await self._body(request)
+        if binary.uses_extension(request.headers, body):
+            return await self._infer_binary(request, body)
+        parsed = parse_infer_request(body, self.model.n_features)
         if self.core is not None:
             await self.core.serve()
         predictions = await self.batcher.predict(parsed.rows)
         return _json(infer_response(self.model.name, self.model.version, parsed, predictions))
+
+    async def _infer_binary(self, request: web.Request, body: bytes) -> web.Response:
+        """The binary tensor data extension (mltoolkit/serving/binary.py)."""
+        length = binary.header_length(request.headers.get(binary.HEADER_LENGTH), len(body))
+        parsed = binary.parse_request(body, length, self.model.n_features)
+        if self.core is not None:
+            await self.core.serve()
+        predictions = await self.batcher.predict(parsed.request.rows)
+        if not parsed.binary_output:
+            answer = infer_response(self.model.name, self.model.version, parsed.request, predictions)
+            return _json(answer)
+        out, out_length = binary.encode_response(
+            self.model.name, self.model.version, parsed.request, predictions
+        )
+        response = web.Response(body=out, content_type=binary.OCTET_STREAM)
+        response.headers[binary.HEADER_LENGTH] = str(out_length)
+        return response
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.state.ready = False
