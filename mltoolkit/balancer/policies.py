@@ -36,6 +36,14 @@ EWMA_WEIGHT = 0.1
 # flight changes a replica's cost by 1.33x or more (up to 3 in flight), a 3x slower replica's by
 # 3x: both still decide.
 EWMA_TIE_TOLERANCE = 0.25
+# ewma counts latency estimates below this as this: at that scale they measure how soon the
+# replica's process was scheduled (a replica woken from idle answers a few ms later than a busy
+# one, measured 1 ms against 3-8 ms on a loaded 2-core machine), not how fast it serves, and
+# preferring the busy one would keep it busy: light load would stay on one replica.
+LATENCY_FLOOR_S = 0.010
+# ewma breaks ties by recent share: picks per unit of weight, each pick's count halving every
+# FAIR_SHARE_HALF_LIFE_S (so a replica briefly left out catches up within about that time)
+FAIR_SHARE_HALF_LIFE_S = 1.0
 # a latency average no answer has refreshed decays towards the best one with this half-life
 STALE_HALF_LIFE_S = 0.25
 # An answer proves that the replica served it in parallel with an earlier, still unanswered,
@@ -109,21 +117,36 @@ class ReplicaState:
             self.parallel_seen = max(self.parallel_seen, overtaken + 1)
 
     def record_answer(
-        self, latency_s: float, reported_in_flight: int | None, failed: bool = False
+        self,
+        latency_s: float,
+        reported_in_flight: int | None,
+        failed: bool = False,
+        now: float | None = None,
     ) -> None:
         """Note what one answered attempt taught us about this replica's load.
 
         Called after ``end_attempt``, so ``in_flight`` counts this balancer's *other* attempts,
         as ``X-In-Flight`` counts the replica's other requests. A ``failed`` answer (5xx) may
         raise the latency average but never lower it: a replica that fails fast must not look
-        fast, or latency-aware policies would send it everything.
+        fast, or latency-aware policies would send it everything. ``now`` is the monotonic
+        time of the answer (default: ``time.monotonic()``; a simulation passes its own clock).
+
+        The average is stale after a silence (see ``latency_estimates``): the first answer after
+        one weighs as much as the silence has made the old average obsolete, at least
+        ``EWMA_WEIGHT``. Otherwise one slow answer (a pause of 100 ms in a replica that answers
+        in 1 ms) would keep the average high for about 20 more answers, and at light load, where
+        the balancer tries such a replica again only when its stale estimate has decayed, that
+        takes tens of seconds during which the others carry all the load.
         """
+        now = time.monotonic() if now is None else now
+        silence = None if self.last_answer_at is None else max(0.0, now - self.last_answer_at)
         self.last_latency_s = latency_s
-        self.last_answer_at = time.monotonic()
+        self.last_answer_at = now
         previous = self.latency_ewma_s if self.latency_ewma_s is not None else latency_s
         if not failed or latency_s > previous:
             self.latency_samples += 1
-            weight = max(EWMA_WEIGHT, 1.0 / self.latency_samples)
+            obsolete = 0.0 if silence is None else 1.0 - staleness_decay(silence)
+            weight = max(EWMA_WEIGHT, 1.0 / self.latency_samples, obsolete)
             self.latency_ewma_s = previous + weight * (latency_s - previous)
         if reported_in_flight is not None:
             self.reported_in_flight = reported_in_flight
@@ -135,6 +158,9 @@ class Policy:
 
     name: ClassVar[str]
     registry: ClassVar[dict[str, type[Policy]]] = {}
+    # the monotonic clock the policy reads staleness against; a simulation sets its own on the
+    # instance (``policy.clock = lambda: sim_now``), as it passes ``now`` to ``record_answer``
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -185,10 +211,15 @@ def latency_estimates(
         elif r.last_answer_at is None:
             estimates[r.name] = r.latency_ewma_s
         else:
-            silence = max(0.0, now - r.last_answer_at)
-            decay = 0.5 ** (silence / STALE_HALF_LIFE_S)
+            decay = staleness_decay(max(0.0, now - r.last_answer_at))
             estimates[r.name] = best + (r.latency_ewma_s - best) * decay
     return estimates
+
+
+def staleness_decay(silence_s: float) -> float:
+    """How much of a latency average still holds after ``silence_s`` without an answer: 1 at
+    once, halving every ``STALE_HALF_LIFE_S``."""
+    return 0.5 ** (silence_s / STALE_HALF_LIFE_S)
 
 
 class _Rotation:
@@ -208,6 +239,34 @@ class _Rotation:
         limit = min(keys) * (1.0 + tolerance)
         tied = [r for r, k in zip(replicas, keys) if k <= limit]
         return tied[next(self._counter) % len(tied)]
+
+
+class _FairShare:
+    """Breaks ties by recent share: the tied replica picked least over the last seconds (picks
+    per unit of weight, each pick's count halving every ``FAIR_SHARE_HALF_LIFE_S``) wins, so a
+    replica left out for a moment (its estimate briefly above the others' by noise) catches up
+    on the next ties instead of ending the run with fewer requests. Exact ties: the first."""
+
+    def __init__(self) -> None:
+        self._picks: dict[str, tuple[float, float]] = {}  # name -> (count, at)
+
+    def recent(self, name: str, now: float) -> float:
+        count, at = self._picks.get(name, (0.0, now))
+        return count * 0.5 ** (max(0.0, now - at) / FAIR_SHARE_HALF_LIFE_S)
+
+    def lowest(
+        self,
+        replicas: list[ReplicaState],
+        key: Callable[[ReplicaState], float],
+        tolerance: float,
+        now: float,
+    ) -> ReplicaState:
+        keys = [key(r) for r in replicas]
+        limit = min(keys) * (1.0 + tolerance)
+        tied = [r for r, k in zip(replicas, keys) if k <= limit]
+        chosen = min(tied, key=lambda r: self.recent(r.name, now) / r.weight)
+        self._picks[chosen.name] = (self.recent(chosen.name, now) + 1.0, now)
+        return chosen
 
 
 class RoundRobin(Policy):
@@ -310,13 +369,18 @@ class Ewma(Policy):
     its answers get slower or its requests pile up.
     (Peak-EWMA jumps to any slower answer; with heavy-tailed request costs that mostly reacts to
     expensive requests, not slow replicas.) A replica with no answer yet is assumed as fast as the
-    fastest known one, so it gets tried. Ties go in turn.
+    fastest known one, so it gets tried.
+
+    At light load equal replicas share equally: latency estimates below ``LATENCY_FLOOR_S`` count
+    as equal (they measure scheduling, not speed), costs within ``EWMA_TIE_TOLERANCE`` tie, and a
+    tie goes to the replica with the smallest recent share (``FAIR_SHARE_HALF_LIFE_S``), so one
+    left out for a moment catches up.
     """
 
     name = "ewma"
 
     def __init__(self) -> None:
-        self._rotation = _Rotation()
+        self._share = _FairShare()
 
     def choose(
         self, replicas: Sequence[ReplicaState], exclude: frozenset[str] = frozenset()
@@ -324,11 +388,15 @@ class Ewma(Policy):
         chosen_from = candidates(replicas, exclude)
         if not chosen_from:
             return None
-        latency = latency_estimates(replicas)
-        return self._rotation.lowest(
+        now = self.clock()
+        latency = latency_estimates(replicas, now)
+        return self._share.lowest(
             chosen_from,
-            key=lambda r: latency[r.name] * (r.in_flight + r.foreign_in_flight + 1) / r.weight,
+            key=lambda r: max(latency[r.name], LATENCY_FLOOR_S)
+            * (r.in_flight + r.foreign_in_flight + 1)
+            / r.weight,
             tolerance=EWMA_TIE_TOLERANCE,
+            now=now,
         )
 
 
@@ -379,7 +447,7 @@ class LateBinding(Policy):
         if not chosen_from:
             return None
         slots = self.slots_per_replica(replicas)
-        latency = latency_estimates(replicas)
+        latency = latency_estimates(replicas, self.clock())
 
         def slowness(r: ReplicaState) -> float:
             return latency[r.name] / r.weight

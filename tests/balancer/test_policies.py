@@ -9,6 +9,7 @@ from collections import Counter
 from mltoolkit.balancer.policies import (
     EWMA_WEIGHT,
     OVERTAKE_MARGIN_S,
+    STALE_HALF_LIFE_S,
     Ewma,
     LateBinding,
     LeastRequest,
@@ -204,17 +205,31 @@ def test_power_of_two_single_or_no_candidate():
 def test_latency_average_starts_as_the_mean_then_weighs_recent_answers():
     state = ReplicaState(name="a", url="http://127.0.0.1:9000")
     assert state.latency_ewma_s is None
-    state.record_answer(0.3, None)
-    state.record_answer(0.1, None)
+    state.record_answer(0.3, None, now=0.0)
+    state.record_answer(0.1, None, now=0.0)
     # The first answers are averaged plainly: (0.3 + 0.1) / 2, not 0.3 nudged by 10 %.
     assert state.latency_ewma_s == pytest.approx(0.2)
     for _ in range(200):
-        state.record_answer(1.0, None)
+        state.record_answer(1.0, None, now=0.0)
     # Long after, only recent answers count: the average has moved all the way to 1.0 ...
     assert state.latency_ewma_s == pytest.approx(1.0, abs=1e-6)
     # ... and one outlier moves it by EWMA_WEIGHT of the difference, not to the outlier.
-    state.record_answer(11.0, None)
+    state.record_answer(11.0, None, now=0.0)
     assert state.latency_ewma_s == pytest.approx(1.0 + EWMA_WEIGHT * 10.0)
+
+
+def test_an_answer_after_a_silence_replaces_the_stale_average():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    for _ in range(50):
+        state.record_answer(1.0, None, now=10.0)
+    # Two half-lives of silence leave a quarter of the old average's authority: the answer
+    # weighs 3/4 (not EWMA_WEIGHT): 1.0 + 0.75 x (0.2 - 1.0) = 0.4.
+    state.record_answer(0.2, None, now=10.0 + 2 * STALE_HALF_LIFE_S)
+    assert state.last_answer_at == 10.0 + 2 * STALE_HALF_LIFE_S
+    assert state.latency_ewma_s == pytest.approx(0.4)
+    # Right after, back to EWMA_WEIGHT: 0.4 + 0.1 x (1.4 - 0.4) = 0.5.
+    state.record_answer(1.4, None, now=10.0 + 2 * STALE_HALF_LIFE_S)
+    assert state.latency_ewma_s == pytest.approx(0.4 + EWMA_WEIGHT * 1.0)
 
 
 def test_failed_answers_never_make_a_replica_look_faster():
