@@ -63,17 +63,30 @@ def test_weight_divides_the_cost():
     assert Ewma().choose([big, small]) is big
 
 
-def test_load_from_other_clients_counts():
-    a, b = states("a", "b")
-    with_latency(a, 0.1)
-    with_latency(b, 0.1)
-    # Same speed, both idle as far as this balancer knows; but b's last answer reported 5 requests
-    # this balancer did not send: b costs 0.1 x (0 + 5 + 1) = 0.6 against a's 0.1, every time
-    # (ignoring that load, they would tie and take turns).
-    b.record_answer(0.1, 5)
-    assert b.foreign_in_flight == 5
+def test_with_other_balancers_each_request_of_ours_counts_for_theirs_too():
+    # Three replicas of the same speed. The replicas report holding 4 requests for each one of
+    # ours (4 balancers sharing them): load_sharing = 4. a has one of our requests, b and c two.
+    from mltoolkit.balancer.policies import load_sharing
+
+    a, b, c = states("a", "b", "c")
+    for replica in (a, b, c):
+        with_latency(replica, 0.1)
+        replica.reported_load_ewma, replica.own_load_ewma = 4.0, 1.0
+    assert load_sharing([a, b, c]) == 4.0
+    a.in_flight, b.in_flight, c.in_flight = 1, 2, 2
+    # a: 0.1 x (1 x 4 + 1) = 0.5; b, c: 0.1 x (2 x 4 + 1) = 0.9: a.
+    assert Ewma().choose([a, b, c]) is a
+    # A 2x slower idle replica d: 0.2 x 1 = 0.2 beats a. Without the other balancers' share
+    # (load_sharing 1: a costs 0.1 x 2 = 0.2, a tie) a would get its turn: a slot that, with
+    # four balancers there, probably holds a queue.
+    d = with_latency(ReplicaState(name="d", url="http://127.0.0.1:9100"), 0.2)
+    d.reported_load_ewma, d.own_load_ewma = 4.0, 1.0
     policy = Ewma()
-    assert [policy.choose([a, b]).name for _ in range(3)] == ["a", "a", "a"]
+    assert [policy.choose([a, b, c, d]).name for _ in range(2)] == ["d", "d"]
+    for replica in (a, b, c, d):
+        replica.reported_load_ewma = 1.0
+    policy = Ewma()
+    assert [policy.choose([a, b, c, d]).name for _ in range(2)] == ["a", "d"]
 
 
 def test_a_replica_not_heard_from_is_assumed_as_fast_as_the_fastest():
@@ -143,7 +156,7 @@ async def test_through_the_proxy_fast_failures_do_not_count_as_fast_answers(
 def test_a_stale_average_decays_so_a_recovered_replica_is_tried_again():
     # a answered recently in 10 ms; b was slow once (100 ms) and has not answered since, so
     # without decay ewma would never choose it again and never learn it recovered.
-    from mltoolkit.balancer.policies import STALE_HALF_LIFE_S, latency_estimates
+    from mltoolkit.balancer.policies import STALE_HALF_LIFE_S, STALE_LATENCIES, latency_estimates
 
     a, b = states("a", "b")
     now = 1000.0
@@ -151,9 +164,10 @@ def test_a_stale_average_decays_so_a_recovered_replica_is_tried_again():
     b.latency_ewma_s, b.last_answer_at = 0.100, now
     # fresh: a costs 10 ms x (1 + 1) = 20 ms, b 100 ms x 1 -> a
     assert latency_estimates([a, b], now=now)["b"] == pytest.approx(0.100)
-    # after 4 half-lives of silence b's gap to the best (90 ms) is 90/16 = 5.6 ms: b estimates
-    # 15.6 ms x 1, below a's 20 ms -> b gets the next request
-    later = now + 4 * STALE_HALF_LIFE_S
+    # The half-life: STALE_LATENCIES (8) x the best average (10 ms) = 80 ms, at least
+    # STALE_HALF_LIFE_S. After 4 half-lives of silence b's gap to the best (90 ms) is
+    # 90/16 = 5.6 ms: b estimates 15.6 ms x 1, below a's 20 ms -> b gets the next request
+    later = now + 4 * max(STALE_HALF_LIFE_S, STALE_LATENCIES * 0.010)
     assert latency_estimates([a, b], now=later)["b"] == pytest.approx(0.010 + 0.090 / 16)
     a.last_answer_at = later
     b.last_answer_at = now
@@ -162,6 +176,11 @@ def test_a_stale_average_decays_so_a_recovered_replica_is_tried_again():
     assert policy.choose([a, b]).name == "b"
     b.last_answer_at = later  # the same average, but fresh: a again
     assert policy.choose([a, b]).name == "a"
+    # When the best answers in 100 ms, silence means less: b (300 ms) keeps 1/2 of its gap to
+    # a after STALE_LATENCIES x 100 ms.
+    a.latency_ewma_s, b.latency_ewma_s = 0.100, 0.300
+    b.last_answer_at = now
+    assert latency_estimates([a, b], now=now + STALE_LATENCIES * 0.100)["b"] == pytest.approx(0.200)
 
 
 def test_near_equal_replicas_share_light_load_but_a_slower_one_does_not():
