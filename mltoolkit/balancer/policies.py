@@ -412,9 +412,11 @@ class Ewma(Policy):
 
     Requests there = ours in flight x ``load_sharing`` (from the replicas' ``X-In-Flight``
     reports): with several balancers over one fleet, each request of ours on a replica stands
-    for about one per balancer. (The last report itself, ``foreign_in_flight``, is not used: it
-    is as old as the last answer, which with 4 balancers is ~0.3 s, several service times; fed
-    in, it made p99 worse than ignoring other balancers, in the fleet simulation.)
+    for about one per balancer. The last report itself (``foreign_in_flight``) is not used: it
+    is as old as the last answer, with 4 balancers ~0.3 s, several service times. In the fleet
+    simulation (``mltoolkit.sim.simulate_balancers``; 90 % load, uneven fleet, medians of 8
+    runs) p99 was 1.17x the ideal with 4 balancers, 1.28x when fed the last report; with a
+    uniform random front, ignoring the reports altogether did as well as ``load_sharing``.
     (Peak-EWMA jumps to any slower answer; with heavy-tailed request costs that mostly reacts to
     expensive requests, not slow replicas.) A replica with no answer yet is assumed as fast as the
     fastest known one, so it gets tried.
