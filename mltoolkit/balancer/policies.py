@@ -247,10 +247,11 @@ def load_sharing(replicas: Sequence[ReplicaState]) -> float:
     the replicas' reported load over our own, summed over the replicas that reported (at least
     1.0; 1.0 before any report).
 
-    With K balancers behind a random front, each sending the same share, it is about K; with one
-    balancer and no other clients, 1. Each balancer sees only its own requests, so a replica
-    where it has one request in flight holds about ``load_sharing`` of them: the other balancers,
-    balancing the same way, put theirs in the same places.
+    With one balancer and no other clients it is 1. With K balancers behind a random front it
+    grows with K, staying below it (the answered request is always ours): in the fleet simulation
+    at 90 % load about 1.8 for 2 balancers and 2.5-2.8 for 4. Each balancer sees only its own
+    requests, so a replica where it has one request in flight holds about ``load_sharing`` of
+    them: the other balancers, balancing the same way, put theirs in the same places.
     """
     held = sum(r.reported_load_ewma for r in replicas if r.reported_load_ewma is not None)
     ours = sum(r.own_load_ewma for r in replicas if r.own_load_ewma is not None)
@@ -412,7 +413,7 @@ class Ewma(Policy):
 
     Requests there = ours in flight x ``load_sharing`` (from the replicas' ``X-In-Flight``
     reports): with several balancers over one fleet, each request of ours on a replica stands
-    for about one per balancer. The last report itself (``foreign_in_flight``) is not used: it
+    for others that the other balancers sent there. The last report itself (``foreign_in_flight``) is not used: it
     is as old as the last answer, with 4 balancers ~0.3 s, several service times. In the fleet
     simulation (``mltoolkit.sim.simulate_balancers``; 90 % load, uneven fleet, medians of 8
     runs) p99 was 1.17x the ideal with 4 balancers, 1.28x when fed the last report; with a
