@@ -30,11 +30,11 @@ from typing import Callable, ClassVar, Sequence
 # averages over about 20 answers, so a 3x slower replica stands out from that noise, while a
 # replica that becomes 10x slower shows an average 2.7x higher after two answers.
 EWMA_WEIGHT = 0.1
-# ewma treats replicas whose expected latency is within this fraction of the best as equal and
-# takes them in turn: averages of equally fast replicas differ by noise, and without it the one
-# that happens to look fastest takes all light load while the others idle. One more request in
-# flight changes a replica's cost by 1.33x or more (up to 3 in flight), a 3x slower replica's by
-# 3x: both still decide.
+# ewma treats replicas whose expected latency is within this fraction of the best as equal (a
+# tie, see FAIR_SHARE_HALF_LIFE_S): averages of equally fast replicas differ by noise, and without
+# it the one that happens to look fastest takes all light load while the others idle. One more
+# request in flight changes a replica's cost by 1.33x or more (up to 3 in flight), a 3x slower
+# replica's by 3x: both still decide.
 EWMA_TIE_TOLERANCE = 0.25
 # ewma counts latency estimates below this as this: at that scale they measure how soon the
 # replica's process was scheduled (a replica woken from idle answers a few ms later than a busy
@@ -46,12 +46,13 @@ LATENCY_FLOOR_S = 0.010
 FAIR_SHARE_HALF_LIFE_S = 1.0
 # A latency average no answer has refreshed decays towards the best one, with a half-life of
 # STALE_LATENCIES x the best average (when answers take 100 ms, a replica silent for 250 ms may
-# just be busy), at least STALE_HALF_LIFE_S (4x: p99 1.19x the ideal with 4 balancers, 8x: 1.14x,
-# 16x: 1.10x, medians of 12 simulated runs; 8 keeps recovery from a slowdown under seconds). Measured with the fleet simulation (90 % load,
-# uneven fleet): with 4 balancers, each hears from each replica about every 0.3 s; a fixed
-# 0.25 s half-life made slow replicas look fast between answers (p99 1.5x the ideal, against
-# 1.2x). Not the replica's own average: one that looks slow after a pause would then stay out
-# longer, the longer the pause.
+# just be busy elsewhere), at least STALE_HALF_LIFE_S. With 4 balancers each hears from each
+# replica only every ~0.3 s, and a fixed 0.25 s half-life made slow replicas look fast between
+# answers. Fleet simulation, 90 % load, uneven fleet, medians of 12 runs, p99 / ideal with 4
+# balancers: fixed 1.33x; 4x the best 1.19x, 8x 1.11x, 16x 1.10x (one balancer: 1.03-1.08x).
+# 8x: a replica that was slow takes ~5 half-lives (~4 s when the best answers in 100 ms) to be
+# tried again at full share. Paced by the best, not by the replica's own average: one that looks
+# slow after a pause would stay out the longer, the longer the pause.
 STALE_HALF_LIFE_S = 0.25
 STALE_LATENCIES = 8.0
 # weight of each answer in a replica's averages of reported and own load (``load_sharing``)
