@@ -414,8 +414,9 @@ class Ewma(Policy):
 
     Requests there = ours in flight x ``load_sharing`` (from the replicas' ``X-In-Flight``
     reports): with several balancers over one fleet, each request of ours on a replica stands
-    for others that the other balancers sent there. The last report itself (``foreign_in_flight``) is not used: it
-    is as old as the last answer, with 4 balancers ~0.3 s, several service times. In the fleet
+    for others that the other balancers sent there. The last report itself
+    (``foreign_in_flight``) is not used: it is as old as the last answer, with 4 balancers
+    ~0.3 s, several service times. In the fleet
     simulation (``mltoolkit.sim.simulate_balancers``; 90 % load, uneven fleet, medians of 8
     runs) p99 was 1.17x the ideal with 4 balancers, 1.28x when fed the last report; with a
     uniform random front, ignoring the reports altogether did as well as ``load_sharing``.

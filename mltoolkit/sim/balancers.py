@@ -70,7 +70,8 @@ def simulate_balancers(
     """Replay ``trace`` through ``balancers`` independent balancers running ``policy`` (a name
     from ``policy_names()``) in front of ``fleet``; the front picks a balancer at random per
     request (stream ``seed``)."""
-    if isinstance(balancers, bool) or not isinstance(balancers, int) or not 1 <= balancers <= MAX_BALANCERS:
+    whole = isinstance(balancers, int) and not isinstance(balancers, bool)
+    if not whole or not 1 <= balancers <= MAX_BALANCERS:
         raise SpecError("balancers", balancers, f"a whole number from 1 to {MAX_BALANCERS}")
     if not isinstance(trace, ArrivalTrace):
         raise SpecError("trace", type(trace).__name__, "an ArrivalTrace")

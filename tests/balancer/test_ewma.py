@@ -256,7 +256,8 @@ def test_replicas_woken_from_idle_share_light_load():
         last_sent[replica.name] = sent
         return 0.006 if woken else 0.001
 
-    counts = drive(Ewma(), states("a", "b", "c"), rate_rps=100, duration_s=10, latency_of=latency_of)
+    replicas = states("a", "b", "c")
+    counts = drive(Ewma(), replicas, rate_rps=100, duration_s=10, latency_of=latency_of)
     assert cv(counts) <= 0.1, counts
 
 

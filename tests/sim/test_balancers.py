@@ -81,7 +81,8 @@ def test_default_policy_with_four_balancers_stays_near_the_ideal_where_random_do
     ideal = np.percentile(ideal_for(spec, trace).latency_s, 99)
 
     def p99_ratio(policy: str, balancers: int) -> float:
-        return float(np.percentile(simulate_balancers(spec, trace, policy, balancers).latency_s, 99) / ideal)
+        result = simulate_balancers(spec, trace, policy, balancers)
+        return float(np.percentile(result.latency_s, 99) / ideal)
 
     assert p99_ratio("ewma", 4) <= 1.3
     assert p99_ratio("ewma", 2) <= 1.3
