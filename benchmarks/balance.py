@@ -651,7 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     describe = (
         f"{len(spec.replicas)} replicas x {settings.slots} slots, {slow} of them {settings.slow_factor:g}x slower; "
         f"Pareto costs (alpha {settings.pareto_alpha:g}, mean {settings.mean_cost_s * 1000:g} ms); "
-        f"capacity {spec.capacity_rps():.0f} req/s; {settings.repetitions} run(s) x {settings.duration_s:g} s per load"
+        f"capacity {spec.capacity_rps():.0f} req/s"
+        f"{f'; {settings.repetitions} run(s) x {settings.duration_s:g} s per load' if settings.steady else ''}"
         f"{'; weighted' if settings.weighted else ''}"
     )
     print(f"balance benchmark: {describe}")
