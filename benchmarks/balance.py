@@ -17,12 +17,22 @@ and CSVs to benchmarks/results/.
 Failure behaviour (skip with ``--no-failure``): at 70 % load, one fast replica becomes 10x slower
 at 25 % of the run and another dies (connections refused and dropped) at 50 %: how long until each
 system routes around them, and how many requests fail.
+
+Several balancers (skip with ``--no-several``; alone with ``--several-only``): K = 1, 2, 4
+independent balancer processes running the default policy over the same fleet, each request sent
+to one of them at random (an L4 front), against random choice (what kube-proxy does; the same
+whatever K) and the central-queue ideal, on the same traces at 90 % load; next to each measured
+K, the fleet simulation of K balancers (``mltoolkit.sim.simulate_balancers``) on the same trace.
+
+    .venv/bin/python benchmarks/balance.py --several-only                 # 2 runs x 20 s, ~4 min
+    .venv/bin/python benchmarks/balance.py --several-only --quick         # 1 run x 10 s
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -43,7 +53,8 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
-from mltoolkit.balancer.policies import policy_names
+from mltoolkit.balancer.policies import DEFAULT_POLICY, policy_names
+from mltoolkit.sim.balancers import simulate_balancers
 from mltoolkit.sim.costs import CostDistribution
 from mltoolkit.sim.fleet_spec import FleetSpec, uneven_fleet
 from mltoolkit.sim.ideal import ideal_for
@@ -88,6 +99,12 @@ class Settings:
     failure_load: float = 0.7
     failure_duration_s: float = 8.0
     only: tuple[str, ...] = ()
+    steady: bool = True
+    several: bool = True
+    balancers: tuple[int, ...] = (1, 2, 4)
+    several_load: float = 0.9
+    several_duration_s: float = 20.0
+    several_repetitions: int = 2
 
     def fleet(self) -> FleetSpec:
         costs = CostDistribution("pareto", self.mean_cost_s, self.pareto_alpha)
@@ -255,11 +272,13 @@ def counters(fleet: FleetProcess) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([r["busy_s"] for r in stats]), np.array([r["served"] for r in stats]))
 
 
-def measured_run(fleet: FleetProcess, spec: FleetSpec, trace: ArrivalTrace, url: str) -> tuple[RunMetrics, pd.DataFrame]:
+def measured_run(fleet: FleetProcess, spec: FleetSpec, trace: ArrivalTrace, url: str | list[str],
+                 seed: int = 0) -> tuple[RunMetrics, pd.DataFrame]:
+    """Replay ``trace`` to ``url`` (or to one of several URLs at random per request)."""
     if not fleet.wait_idle(timeout_s=120):
         raise RuntimeError("the fleet did not drain before the run")
     busy0, served0 = counters(fleet)
-    requests = replay(trace, url, timeout_s=CLIENT_TIMEOUT_S)
+    requests = replay(trace, url, timeout_s=CLIENT_TIMEOUT_S, seed=seed)
     fleet.wait_idle(timeout_s=120)  # count the work of requests still finishing
     busy1, served1 = counters(fleet)
     slots = [r.slots for r in spec.replicas]
@@ -421,6 +440,65 @@ def failure_behaviour(settings: Settings, spec: FleetSpec, chosen: list[System])
     return pd.DataFrame(rows)
 
 
+RANDOM = "random (kube-proxy)"  # stateless: the same for any number of balancers
+SEVERAL_GOAL = 1.3  # issue 11: with 2 and 4 balancers at 90 % load, default p99 <= 1.3x the ideal
+
+
+def several_name(balancers: int, simulated: bool = False) -> str:
+    return f"{'sim ' if simulated else ''}{DEFAULT_POLICY} x{balancers} balancer{'s' if balancers > 1 else ''}"
+
+
+def several_balancers(settings: Settings, spec: FleetSpec) -> pd.DataFrame:
+    """K balancer processes (default policy) behind a random front, random choice, the ideal and
+    the simulation of K balancers, on the same traces; one row per system and run."""
+    load = settings.several_load
+    slots = [r.slots for r in spec.replicas]
+    weights = capacity_weights(spec) if settings.weighted else None
+    rows: list[dict[str, Any]] = []
+    # (name, policy, balancers): measured systems; random is stateless, so one balancer stands for any K
+    measured = [(several_name(k), DEFAULT_POLICY, k) for k in settings.balancers] + [(RANDOM, "random", 1)]
+    with FleetProcess(spec) as fleet:
+        for rep in range(settings.several_repetitions):
+            trace = trace_at_utilization(spec, load, settings.several_duration_s,
+                                         seed=settings.seed * 1000 + 500 + rep)
+            rows.append({"system": IDEAL, "load": load, "rep": rep,
+                         **ideal_metrics(ideal_for(spec, trace), trace, slots).to_dict()})
+            for k in settings.balancers:
+                simulated = simulate_balancers(spec, trace, DEFAULT_POLICY, k, seed=rep)
+                rows.append({"system": several_name(k, simulated=True), "load": load, "rep": rep,
+                             "balancers": k, **ideal_metrics(simulated, trace, slots).to_dict()})
+            order = measured[rep % len(measured):] + measured[: rep % len(measured)]
+            for name, policy, k in order:
+                with contextlib.ExitStack() as stack:
+                    proxies = [stack.enter_context(Proxy(System("ours", policy), fleet.urls, weights))
+                               for _ in range(k)]
+                    metrics, requests = measured_run(fleet, spec, trace, [p.url for p in proxies], seed=rep)
+                lag = float(requests["send_lag_s"].quantile(0.99) * 1000)
+                rows.append({"system": name, "load": load, "rep": rep, "balancers": k,
+                             **metrics.to_dict(), "send_lag_p99_ms": lag})
+                print(f"  several balancers, run {rep + 1}: {name:36s} p50 {metrics.p50_ms:7.1f} ms  "
+                      f"p99 {metrics.p99_ms:8.1f} ms  errors {metrics.error_rate:.1%}", flush=True)
+    return pd.DataFrame(rows)
+
+
+def several_goals(table: pd.DataFrame, load: float) -> list[str]:
+    """The issue's goal for K = 2 and 4, met or NOT met, from ``summarize``'s table."""
+    rows = table[table["load"] == load].set_index("system")
+    lines = []
+    random_ratio = rows["p99_vs_ideal"].get(RANDOM, float("nan"))
+    for k in (2, 4):
+        name = several_name(k)
+        if name not in rows.index:
+            continue
+        ratio = rows.at[name, "p99_vs_ideal"]
+        verdict = "met" if ratio <= SEVERAL_GOAL else "NOT met"
+        lines.append(
+            f"goal: {k} balancers at {load:.0%} load, {DEFAULT_POLICY} p99 <= {SEVERAL_GOAL:g}x the ideal: "
+            f"{ratio:.2f}x (random choice: {random_ratio:.1f}x) -- {verdict}"
+        )
+    return lines
+
+
 # -- reporting (pure) ---------------------------------------------------------------------------------
 
 
@@ -500,7 +578,29 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--no-failure", action="store_true", help="skip the failure-behaviour runs")
     parser.add_argument("--only", default="", help="comma-separated substrings of system names to run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-several", action="store_true", help="skip the several-balancers runs")
+    parser.add_argument("--several-only", action="store_true",
+                        help="only the several-balancers runs (no steady state, no failure runs)")
+    parser.add_argument("--balancers", default="1,2,4", help="numbers of balancers for the several-balancers runs")
+    parser.add_argument("--several-duration", type=float, default=None,
+                        help="seconds of arrivals per several-balancers run (20; --quick 10)")
+    parser.add_argument("--several-repetitions", type=int, default=None, help="(2; --quick 1)")
     args = parser.parse_args(argv)
+    if args.several_only and args.no_several:
+        parser.error("--several-only and --no-several exclude each other")
+    try:
+        balancers = tuple(int(x) for x in args.balancers.split(","))
+    except ValueError:
+        parser.error(f"--balancers: {args.balancers!r} is not a comma-separated list of whole numbers such as 1,2,4")
+    if not balancers or any(not 1 <= k <= 16 for k in balancers):
+        parser.error(f"--balancers: {args.balancers!r}; expected whole numbers from 1 to 16")
+    several_duration = args.several_duration if args.several_duration is not None else (10.0 if args.quick else 20.0)
+    several_repetitions = (args.several_repetitions if args.several_repetitions is not None
+                           else (1 if args.quick else 2))
+    if not 2 <= several_duration <= 600:
+        parser.error(f"--several-duration: {several_duration}; expected 2 to 600 seconds")
+    if several_repetitions < 1:
+        parser.error(f"--several-repetitions: {several_repetitions}; expected at least 1")
     try:
         loads = tuple(float(x) for x in args.loads.split(","))
     except ValueError:
@@ -516,12 +616,22 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     settings = Settings(
         loads=loads, repetitions=repetitions, duration_s=duration, slots=args.slots,
         mean_cost_s=args.mean_cost_ms / 1000, pareto_alpha=args.pareto_alpha, seed=args.seed,
-        weighted=args.weighted, failure=not args.no_failure,
+        weighted=args.weighted, failure=not (args.no_failure or args.several_only),
         failure_duration_s=6.0 if args.quick else 8.0,
         only=tuple(w for w in args.only.split(",") if w),
+        steady=not args.several_only, several=not args.no_several, balancers=balancers,
+        several_duration_s=several_duration, several_repetitions=several_repetitions,
     )
     settings.fleet()  # validate the fleet (SpecError names the bad value) before starting anything
     return settings
+
+
+def warn_lagging(runs: pd.DataFrame) -> None:
+    lagging = runs[runs["send_lag_p99_ms"] > LAG_WARNING_MS] if "send_lag_p99_ms" in runs else runs.iloc[:0]
+    if len(lagging):
+        print(f"WARNING: in {len(lagging)} of {runs['send_lag_p99_ms'].notna().sum()} runs the load generator sent "
+              f"late (send lag p99 > {LAG_WARNING_MS:g} ms, worst {lagging['send_lag_p99_ms'].max():.0f} ms): "
+              "the machine was short of CPU; treat those numbers with care")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -541,30 +651,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     describe = (
         f"{len(spec.replicas)} replicas x {settings.slots} slots, {slow} of them {settings.slow_factor:g}x slower; "
         f"Pareto costs (alpha {settings.pareto_alpha:g}, mean {settings.mean_cost_s * 1000:g} ms); "
-        f"capacity {spec.capacity_rps():.0f} req/s; {settings.repetitions} run(s) x {settings.duration_s:g} s per load"
+        f"capacity {spec.capacity_rps():.0f} req/s"
+        f"{f'; {settings.repetitions} run(s) x {settings.duration_s:g} s per load' if settings.steady else ''}"
         f"{'; weighted' if settings.weighted else ''}"
     )
     print(f"balance benchmark: {describe}")
-    print(f"systems: {', '.join(s.name for s in chosen)}; machine: {os.cpu_count()} cores, "
+    shown = ", ".join(s.name for s in chosen) if settings.steady else "(several balancers only)"
+    print(f"systems: {shown}; machine: {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     started = time.monotonic()
-    runs = steady_state(settings, spec, chosen)
-    runs.to_csv(RESULTS / f"balance-{stamp}-runs.csv", index=False)
-    table = summarize(runs)
-    table.to_csv(RESULTS / f"balance-{stamp}-summary.csv", index=False)
-    print()
-    print("median over runs [min-max]; p99/ideal is the median of per-run ratios on the same trace")
-    for load in settings.loads:
-        print(format_table(table, load))
+    if settings.steady:
+        runs = steady_state(settings, spec, chosen)
+        runs.to_csv(RESULTS / f"balance-{stamp}-runs.csv", index=False)
+        table = summarize(runs)
+        table.to_csv(RESULTS / f"balance-{stamp}-summary.csv", index=False)
         print()
-    lagging = runs[runs["send_lag_p99_ms"] > LAG_WARNING_MS] if "send_lag_p99_ms" in runs else runs.iloc[:0]
-    if len(lagging):
-        print(f"WARNING: in {len(lagging)} of {runs['send_lag_p99_ms'].notna().sum()} runs the load generator sent "
-              f"late (send lag p99 > {LAG_WARNING_MS:g} ms, worst {lagging['send_lag_p99_ms'].max():.0f} ms): "
-              "the machine was short of CPU; treat those numbers with care")
-    png = RESULTS / f"balance-{stamp}.png"
-    plot(table, png, f"balance benchmark: {describe}")
-    print(f"plot: {png.relative_to(HERE.parent)}")
+        print("median over runs [min-max]; p99/ideal is the median of per-run ratios on the same trace")
+        for load in settings.loads:
+            print(format_table(table, load))
+            print()
+        warn_lagging(runs)
+        png = RESULTS / f"balance-{stamp}.png"
+        plot(table, png, f"balance benchmark: {describe}")
+        print(f"plot: {png.relative_to(HERE.parent)}")
+    if settings.several:
+        print(f"\nseveral balancers: {', '.join(map(str, settings.balancers))} x {DEFAULT_POLICY} behind a random "
+              f"front, {settings.several_repetitions} run(s) x {settings.several_duration_s:g} s at "
+              f"{settings.several_load:.0%} load", flush=True)
+        several = several_balancers(settings, spec)
+        several.to_csv(RESULTS / f"balance-{stamp}-several.csv", index=False)
+        several_table = summarize(several)
+        print("\nmedian over runs [min-max]; p99/ideal is the median of per-run ratios on the same trace; "
+              "'sim' rows: the fleet simulation of the same trace")
+        print(format_table(several_table, settings.several_load))
+        for line in several_goals(several_table, settings.several_load):
+            print(line)
+        warn_lagging(several)
     if settings.failure:
         print("\nfailure behaviour")
         failures = failure_behaviour(settings, spec, chosen)

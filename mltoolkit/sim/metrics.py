@@ -76,7 +76,8 @@ def measured_metrics(
 
 
 def ideal_metrics(result: IdealResult, trace: ArrivalTrace, slots: Sequence[int]) -> RunMetrics:
-    """The same metrics for the central-queue simulation of ``trace``."""
+    """The same metrics for a simulation of ``trace``: the central queue's (``ideal_for``) or
+    K balancers' (``simulate_balancers``)."""
     n = len(trace)
     return RunMetrics(
         requests=n,

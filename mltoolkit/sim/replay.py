@@ -3,6 +3,9 @@ with its cost in the JSON body, whatever happened to earlier requests.
 
 Latency is measured from the *scheduled* send time, so a generator that falls behind does not hide
 queueing; ``send_lag_s`` (actual send - scheduled) shows whether it kept up.
+
+Given several URLs (several balancers over one fleet), each request goes to one of them drawn at
+random, as an L4 load balancer in front of them would spread requests (column ``entry``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import aiohttp
 import numpy as np
@@ -21,7 +24,7 @@ from mltoolkit.sim.replica import REPLICA_HEADER
 from mltoolkit.sim.trace import ArrivalTrace
 
 TIMEOUT_ERROR = "no answer within"  # how ``error`` starts for a request that timed out
-COLUMNS = ["scheduled_s", "latency_s", "status", "replica", "error", "cost_s", "send_lag_s"]
+COLUMNS = ["scheduled_s", "latency_s", "status", "replica", "error", "cost_s", "send_lag_s", "entry"]
 
 
 @dataclass
@@ -35,24 +38,31 @@ class _Outcome:
 
 async def replay_async(
     trace: ArrivalTrace,
-    url: str,
+    url: str | Sequence[str],
     *,
     path: str = "/predict",
     timeout_s: float = 60.0,
     start_delay_s: float = 0.05,
     start_at: float | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Replay ``trace`` against ``url + path``; one row per request (``COLUMNS``).
 
-    ``start_at`` is the loop time of trace time 0 (default: now + ``start_delay_s``), so callers
-    can schedule other actions (faults) on the same clock. ``status`` 0 means no HTTP answer
-    (``error`` says why); ``latency_s`` is NaN then.
+    ``url`` may be a list of URLs: each request then goes to one drawn at random (stream
+    ``seed``); ``entry`` is its index. ``start_at`` is the loop time of trace time 0 (default:
+    now + ``start_delay_s``), so callers can schedule other actions (faults) on the same clock.
+    ``status`` 0 means no HTTP answer (``error`` says why); ``latency_s`` is NaN then.
     """
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise SpecError("url", url, "an http:// or https:// URL")
+    urls = [url] if isinstance(url, str) else list(url) if isinstance(url, (list, tuple)) else [url]
+    if not urls:
+        raise SpecError("url", url, "an http:// or https:// URL, or a non-empty list of them")
+    for one in urls:
+        if not isinstance(one, str) or not one.startswith(("http://", "https://")):
+            raise SpecError("url", one, "an http:// or https:// URL")
     if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s <= 3600):
         raise SpecError("timeout_s", timeout_s, "seconds, > 0 and <= 3600")
-    target = url.rstrip("/") + path
+    targets = [one.rstrip("/") + path for one in urls]
+    entry = np.random.default_rng(seed).integers(0, len(targets), size=len(trace))
     loop = asyncio.get_running_loop()
     start = loop.time() + start_delay_s if start_at is None else start_at
     outcomes = [_Outcome() for _ in range(len(trace))]
@@ -65,6 +75,7 @@ async def replay_async(
             outcome = outcomes[i]
             outcome.send_lag_s = loop.time() - scheduled
             try:
+                target = targets[entry[i]]
                 async with session.post(target, json={"cost": float(trace.costs_s[i])}) as response:
                     await response.read()
                     outcome.status = response.status
@@ -95,6 +106,7 @@ async def replay_async(
             "error": [o.error for o in outcomes],
             "cost_s": trace.costs_s,
             "send_lag_s": [o.send_lag_s for o in outcomes],
+            "entry": entry,
         },
         columns=COLUMNS,
     )

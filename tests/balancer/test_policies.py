@@ -9,6 +9,7 @@ from collections import Counter
 from mltoolkit.balancer.policies import (
     EWMA_WEIGHT,
     OVERTAKE_MARGIN_S,
+    STALE_LATENCIES,
     Ewma,
     LateBinding,
     LeastRequest,
@@ -204,17 +205,68 @@ def test_power_of_two_single_or_no_candidate():
 def test_latency_average_starts_as_the_mean_then_weighs_recent_answers():
     state = ReplicaState(name="a", url="http://127.0.0.1:9000")
     assert state.latency_ewma_s is None
-    state.record_answer(0.3, None)
-    state.record_answer(0.1, None)
+    state.record_answer(0.3, None, now=0.0)
+    state.record_answer(0.1, None, now=0.0)
     # The first answers are averaged plainly: (0.3 + 0.1) / 2, not 0.3 nudged by 10 %.
     assert state.latency_ewma_s == pytest.approx(0.2)
     for _ in range(200):
-        state.record_answer(1.0, None)
+        state.record_answer(1.0, None, now=0.0)
     # Long after, only recent answers count: the average has moved all the way to 1.0 ...
     assert state.latency_ewma_s == pytest.approx(1.0, abs=1e-6)
     # ... and one outlier moves it by EWMA_WEIGHT of the difference, not to the outlier.
-    state.record_answer(11.0, None)
+    state.record_answer(11.0, None, now=0.0)
     assert state.latency_ewma_s == pytest.approx(1.0 + EWMA_WEIGHT * 10.0)
+
+
+def test_a_faster_answer_after_a_silence_replaces_the_stale_average():
+    state = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    for _ in range(50):
+        state.record_answer(0.05, None, now=10.0)
+    # A slower answer after a silence weighs EWMA_WEIGHT as usual (the estimate never decayed
+    # upwards): 0.05 + 0.1 x 1.0.
+    state.record_answer(1.05, None, now=20.0)
+    assert state.latency_ewma_s == pytest.approx(0.15)
+    # A faster answer in 70 ms: half-life STALE_LATENCIES x 70 ms. Two of them of silence leave
+    # a quarter of the old average's authority: the answer weighs 3/4 (not EWMA_WEIGHT):
+    # 0.15 + 0.75 x (0.07 - 0.15) = 0.09.
+    later = 20.0 + 2 * STALE_LATENCIES * 0.07
+    state.record_answer(0.07, None, now=later)
+    assert state.last_answer_at == later
+    assert state.latency_ewma_s == pytest.approx(0.09)
+    # Right after, back to EWMA_WEIGHT: 0.09 + 0.1 x (0.05 - 0.09) = 0.086.
+    state.record_answer(0.05, None, now=later)
+    assert state.latency_ewma_s == pytest.approx(0.086)
+
+
+def test_reported_and_own_load_are_averaged_for_load_sharing():
+    from mltoolkit.balancer.policies import LOAD_SHARE_WEIGHT, load_sharing
+
+    a = ReplicaState(name="a", url="http://127.0.0.1:9000")
+    b = ReplicaState(name="b", url="http://127.0.0.1:9001")
+    assert load_sharing([a, b]) == 1.0  # no report yet: assume we are alone
+    a.record_answer(0.1, None, now=0.0)
+    assert a.reported_load_ewma is None  # no X-In-Flight header: nothing learned
+    # a held 3 others when it answered ours, and we had none other there: 4 held, 1 ours.
+    a.record_answer(0.1, 3, now=0.0)
+    assert (a.reported_load_ewma, a.own_load_ewma) == (4.0, 1.0)
+    # b: 2 held (1 other), both ours (we have one more in flight).
+    b.begin_attempt(0.0)
+    b.record_answer(0.1, 1, now=0.0)
+    assert (b.reported_load_ewma, b.own_load_ewma) == (2.0, 2.0)
+    # Summed: 6 held for 3 ours: 2 requests on a replica per request of ours.
+    assert load_sharing([a, b]) == 2.0
+    # Later reports move the averages by LOAD_SHARE_WEIGHT: a reports 1 other, which is ours
+    # (one more in flight): held 4 + 0.1 x (2 - 4), ours 1 + 0.1 x (2 - 1).
+    a.begin_attempt(0.0)
+    a.record_answer(0.1, 1, now=0.0)
+    assert a.reported_load_ewma == pytest.approx(4.0 + LOAD_SHARE_WEIGHT * (2.0 - 4.0))
+    assert a.own_load_ewma == pytest.approx(1.0 + LOAD_SHARE_WEIGHT * (2.0 - 1.0))
+    # Alone, the replicas report exactly our own requests: 1.0 (never below, whatever the order
+    # in which answers and reports cross).
+    c = ReplicaState(name="c", url="http://127.0.0.1:9002")
+    c.begin_attempt(0.0)
+    c.record_answer(0.1, 0, now=0.0)
+    assert load_sharing([c]) == 1.0
 
 
 def test_failed_answers_never_make_a_replica_look_faster():

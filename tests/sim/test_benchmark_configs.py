@@ -66,3 +66,29 @@ def test_generated_configs_pass_the_proxies_own_check(balance, tmp_path, binary)
         command = ["haproxy", "-c", "-f", str(path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_several_balancers_options_and_goal_lines(balance):
+    settings = balance.parse_args(["--several-only", "--balancers", "2,4", "--quick"])
+    assert (settings.steady, settings.failure, settings.several) == (False, False, True)
+    assert settings.balancers == (2, 4)
+    assert (settings.several_duration_s, settings.several_repetitions) == (10.0, 1)
+    assert balance.parse_args([]).several and balance.parse_args([]).balancers == (1, 2, 4)
+    assert not balance.parse_args(["--no-several"]).several
+    for bad in (["--balancers", "0"], ["--balancers", "two"], ["--several-only", "--no-several"]):
+        with pytest.raises(SystemExit):
+            balance.parse_args(bad)
+    # The goal, from summarize's table over two runs: the ratio is the median of per-run ratios.
+    ideal, two, four = balance.IDEAL, balance.several_name(2), balance.several_name(4)
+    runs = balance.pd.DataFrame(
+        [
+            {"system": name, "load": 0.9, "rep": rep, "p50_ms": 1.0, "p99_ms": p99,
+             "throughput_rps": 1.0, "error_rate": 0.0, "util_cv": 0.1, "served_cv": 0.1}
+            for rep, values in enumerate([(100, 120, 140, 2000), (200, 240, 260, 3000)])
+            for name, p99 in zip([ideal, two, four, balance.RANDOM], values)
+        ]
+    )
+    lines = balance.several_goals(balance.summarize(runs), 0.9)
+    # 2 balancers: 1.2x in both runs; 4: 1.4x and 1.3x -> median 1.35; random 20x and 15x -> 17.5
+    assert lines[0].endswith("1.20x (random choice: 17.5x) -- met") and "2 balancers" in lines[0]
+    assert lines[1].endswith("1.35x (random choice: 17.5x) -- NOT met") and "4 balancers" in lines[1]

@@ -55,3 +55,25 @@ def test_requests_without_an_answer_are_recorded_not_raised(run):
 def test_replay_rejects_a_bad_url_before_sending():
     with pytest.raises(SpecError, match="url"):
         replay(ArrivalTrace(np.array([0.0]), np.array([0.0])), "127.0.0.1:80")
+
+
+def test_replay_spreads_requests_over_several_urls_at_random(run):
+    # Two replicas stand in for two balancers behind an L4 front: each request goes to one of
+    # the URLs drawn at random (seeded), and ``entry`` says which; the replica that answered
+    # confirms it.
+    trace = ArrivalTrace(np.linspace(0, 0.2, 40), np.zeros(40))
+
+    async def scenario():
+        async with running_fleet(ReplicaSpec("a"), ReplicaSpec("b")) as fleet:
+            urls = [fleet.urls["a"], fleet.urls["b"]]
+            return await replay_async(trace, urls, seed=1), await replay_async(trace, urls, seed=1)
+
+    frame, again = run(scenario())
+    assert (frame["status"] == 200).all()
+    assert set(frame["entry"]) == {0, 1}
+    assert (frame["replica"] == frame["entry"].map({0: "a", 1: "b"})).all()
+    assert frame["entry"].tolist() == again["entry"].tolist()  # reproducible
+    with pytest.raises(SpecError, match="url"):
+        replay(trace, [])
+    with pytest.raises(SpecError, match="url"):
+        replay(trace, ["http://127.0.0.1:1", "127.0.0.1:2"])
