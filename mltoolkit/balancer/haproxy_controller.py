@@ -114,8 +114,9 @@ defaults
     timeout client {timeout}
     timeout server {timeout}
     timeout queue {timeout}
-    retries 1
-    option redispatch
+    retries 2
+    option redispatch 1
+    retry-on all-retryable-errors
 
 frontend balancer
     bind 127.0.0.1:{settings.port}
