@@ -9,9 +9,11 @@ Two parts, both reusing the other benchmarks' machinery unchanged (imported, not
 
 1. balance quality (benchmarks/balance.py): the simulated uneven fleet (16 replicas x 2 slots, a
    quarter 3x slower, Pareto costs) at 90 % load, the same Poisson trace replayed through the
-   ideal (central queue), ``ours:ewma``, ``nginx:least_conn``, ``haproxy:leastconn`` and
-   ``haproxy+controller:leastconn``; p50 / p99 / p99 over the ideal's, medians [min-max] over
-   runs; then balance.py's failure run (one replica 10x slower, another killed) for the two routes.
+   ideal (central queue), ``ours:ewma`` (route 1), ``nginx:least_conn``, ``haproxy:leastconn``,
+   ``haproxy+ctl:leastconn`` (route 2) and ``haproxy+ctl:leastconn+maxconn2`` (route 2q: the same
+   with at most 2 requests -- the replicas' slots -- in flight per replica, the rest queued in
+   HAProxy); p50 / p99 / p99 over the ideal's, medians [min-max] over runs; then balance.py's
+   failure run (one replica 10x slower, another killed) for the routes.
 2. data-plane cost (benchmarks/balancer.py): wrk through each system in front of a trivial
    static upstream, one core for the balancer: req/s at 64 connections, added p50 / p99 at 1.
 
@@ -44,16 +46,21 @@ from peers.results import Results  # noqa: E402
 CONTROLLED = "haproxy+ctl"
 ROUTE1 = balance.System("ours", "ewma")
 ROUTE2 = balance.System(CONTROLLED, "leastconn")
-BALANCE_SYSTEMS = [ROUTE1, balance.System("nginx", "least_conn"), balance.System("haproxy", "leastconn"), ROUTE2]
+ROUTE2_QUEUE = balance.System(CONTROLLED, f"leastconn+maxconn{balance.Settings.slots}")  # maxconn = slots
+BALANCE_SYSTEMS = [ROUTE1, balance.System("nginx", "least_conn"), balance.System("haproxy", "leastconn"),
+                   ROUTE2, ROUTE2_QUEUE]
 HAPROXY_LEAST = Balancer("haproxy", "leastconn")
 ROUTE2_COST = Balancer(CONTROLLED, "leastconn")
 COST_SYSTEMS = [DIRECT, OURS, NGINX_LEAST, HAPROXY_LEAST, ROUTE2_COST]
 P99_VS_IDEAL = 1.2  # issue 10: the default policy's p99 at 90 % load at most this multiple of the ideal's
 
 
-def controller_command(port: int, replicas: Mapping[str, str], timeout_s: float) -> list[str]:
+def controller_command(port: int, replicas: Mapping[str, str], timeout_s: float,
+                       server_maxconn: int | None = None) -> list[str]:
     command = [sys.executable, "-m", "mltoolkit.balancer.haproxy_controller", "--port", str(port),
                "--timeout", str(timeout_s)]  # fmt: skip
+    if server_maxconn:
+        command += ["--server-maxconn", str(server_maxconn)]
     for name, url in replicas.items():
         command += ["--replica", f"{name}={url}"]
     return command
@@ -69,7 +76,9 @@ class ControlledHAProxy(balance.Proxy):
         self.workdir = tempfile.mkdtemp(prefix="balance-route2-")
         self.log = open(Path(self.workdir, "output.log"), "wb")
         self.ready_url = self.url + "/v2/health/ready"
-        self.process = subprocess.Popen(controller_command(self.port, urls, balance.PROXY_TIMEOUT_S),
+        # "leastconn+maxconnN": at most N requests in flight per replica, the rest queue in HAProxy
+        maxconn = int(system.method.partition("+maxconn")[2] or 0) or None
+        self.process = subprocess.Popen(controller_command(self.port, urls, balance.PROXY_TIMEOUT_S, maxconn),
                                         stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             self._wait_ready()
@@ -131,11 +140,15 @@ def cost_verdicts(lines: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def verdict_table(route1: list[tuple[str, str]], route2: list[tuple[str, str]]) -> str:
-    width = max(len(goal) for goal, _ in route1 + route2) + 2
-    lines = [f"{'route':8s} {'goal of issue 10':{width}s} verdict"]
-    for name, pairs in (("route 1", route1), ("route 2", route2)):
-        lines += [f"{name:8s} {goal:{width}s} {verdict}" for goal, verdict in pairs]
+def verdict_table(routes: Mapping[str, list[tuple[str, str]]]) -> str:
+    """One line per route and goal."""
+    pairs = [pair for goals in routes.values() for pair in goals]
+    if not pairs:
+        return "(no goal measured)"
+    width = max(len(goal) for goal, _ in pairs) + 2
+    lines = [f"{'route':10s} {'goal of issue 10':{width}s} verdict"]
+    for name, goals in routes.items():
+        lines += [f"{name:10s} {goal:{width}s} {verdict}" for goal, verdict in goals]
     return "\n".join(lines)
 
 
@@ -151,7 +164,7 @@ def run_balance(quick: bool, repetitions: int, duration_s: float, load: float, f
           flush=True)  # fmt: skip
     runs = balance.steady_state(settings, spec, BALANCE_SYSTEMS)
     table = balance.summarize(runs)
-    failures = balance.failure_behaviour(settings, spec, [ROUTE1, ROUTE2]) if failure else None
+    failures = balance.failure_behaviour(settings, spec, [ROUTE1, ROUTE2, ROUTE2_QUEUE]) if failure else None
     return table, failures
 
 
@@ -188,33 +201,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     cost.raise_keyboard_interrupt_on_sigterm()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
-    route1: list[tuple[str, str]] = []
-    route2: list[tuple[str, str]] = []
+    names = {"route 1": ROUTE1.name, "route 2": ROUTE2.name, "route 2q": ROUTE2_QUEUE.name}
+    routes: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
     if args.skip != "cost":
         cost_text, results = run_cost(rounds, cost_duration, stamp)
         print("\n" + cost_text)
-        route1 += cost_verdicts(static_goals(results, OURS, NGINX_LEAST, (1, 64)))
-        route2 += cost_verdicts(static_goals(results, ROUTE2_COST, NGINX_LEAST, (1, 64)))
+        routes["route 1"] += cost_verdicts(static_goals(results, OURS, NGINX_LEAST, (1, 64)))
+        route2_cost = cost_verdicts(static_goals(results, ROUTE2_COST, NGINX_LEAST, (1, 64)))
+        routes["route 2"] += route2_cost
+        routes["route 2q"] += [(f"{goal} [route 2's data plane]", verdict) for goal, verdict in route2_cost]
     if args.skip != "balance":
         table, failures = run_balance(args.quick, repetitions, duration, args.load, not args.no_failure)
         print("\nmedian over runs [min-max]; p99/ideal is the median of per-run ratios on the same trace")
         print(balance.format_table(table, args.load))
         peers = ["nginx:least_conn", "haproxy:leastconn"]
-        route1 += balance_verdicts(table, args.load, ROUTE1.name, peers)
-        route2 += balance_verdicts(table, args.load, ROUTE2.name, peers)
+        for route, system in names.items():
+            routes[route] += balance_verdicts(table, args.load, system, peers)
         if failures is not None:
             print("\nfailure behaviour (balance.py's: one replica 10x slower at 25 %, another killed at 50 %)")
             print(failures.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-            for name, pairs in ((ROUTE1.name, route1), (ROUTE2.name, route2)):
-                row = failures[failures["system"] == name]
+            for route, system in names.items():
+                row = failures[failures["system"] == system]
                 if len(row):
                     failed, timed_out = int(row["failed"].iloc[0]), int(row["timed_out"].iloc[0])
-                    pairs.append((f"a replica killed under load: 0 failed requests ({failed}; "
-                                  f"{timed_out} timed out)",
-                                  _verdict(failed == 0)))  # fmt: skip
-    print("\nverdicts (route 1: ours:ewma; route 2: haproxy+controller:leastconn); the model-fleet goal "
-          "(>= 90 % of the replicas served directly) is benchmarks/balancer.py --upstream model's")
-    print(verdict_table(route1, route2))
+                    routes[route].append((f"a replica killed under load: 0 failed requests ({failed}; "
+                                          f"{timed_out} timed out)", _verdict(failed == 0)))  # fmt: skip
+    print(f"\nverdicts. route 1: {ROUTE1.name} (our Python data plane); route 2: {ROUTE2.name} (HAProxy, "
+          f"weights set by our controller); route 2q: {ROUTE2_QUEUE.name} (the same, at most "
+          f"{balance.Settings.slots} requests per replica, the rest queued in HAProxy: maxconn = the "
+          "replicas' slots). Route 2q's data plane is route 2's; its cost is not measured separately (a "
+          "per-replica maxconn would throttle the static upstream). The model-fleet goal (>= 90 % of the "
+          "replicas served directly) is benchmarks/balancer.py --upstream model's.")
+    print(verdict_table(routes))
     print(f"\ntook {time.monotonic() - started:.0f} s")
     return 0
 

@@ -114,7 +114,7 @@ defaults
     timeout client {timeout}
     timeout server {timeout}
     timeout queue {timeout}
-    retries 2
+    retries 3
     option redispatch 1
     retry-on all-retryable-errors
 
@@ -126,7 +126,9 @@ backend {BACKEND}
     balance leastconn
     http-reuse always
     option httpchk GET {HEALTH_PATH}
-    default-server check inter {settings.check_interval_ms}ms fall {settings.fall} rise 1{maxconn}
+    # a refused connection takes a replica out at once (else, being the least loaded, it draws
+    # every retry); the health checks bring it back
+    default-server check inter {settings.check_interval_ms}ms fall {settings.fall} rise 1{maxconn} observe layer4 error-limit 1 on-error mark-down
 {servers}
 """
 

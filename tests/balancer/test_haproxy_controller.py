@@ -49,6 +49,8 @@ def test_config_has_leastconn_health_checks_the_socket_and_every_replica():
     assert "server a 127.0.0.1:9000 weight 100" in text
     assert "server b 127.0.0.1:9001 weight 100" in text
     assert "maxconn 2" in text
+    assert "retry-on all-retryable-errors" in text
+    assert "observe layer4 error-limit 1 on-error mark-down" in text
 
 
 @pytest.mark.parametrize(
@@ -207,6 +209,37 @@ async def test_health_checks_take_a_failing_replica_out(replicas):
         await until_up(haproxy, 1)
         async with aiohttp.ClientSession() as session:
             assert {await get_replica(session, haproxy.url) for _ in range(6)} == {"a"}
+
+
+@needs_haproxy
+@pytest.mark.anyio
+@pytest.mark.parametrize("server_maxconn", [None, 2])
+async def test_a_replica_killed_under_load_fails_no_request(replicas, server_maxconn):
+    # With maxconn the live replica is full, and the dead one, holding nothing, would draw every retry.
+    a, b = await replicas("a", delay_s=0.005), await replicas("b", delay_s=0.005)
+    with HAProxyProcess(free_port(), {"a": a.url, "b": b.url}, server_maxconn=server_maxconn) as haproxy:
+        await until_up(haproxy, 2)
+        statuses: list[int] = []
+        stop = asyncio.Event()
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            while not stop.is_set():
+                async with session.post(haproxy.url + "/predict", json={"instances": [[1]]}) as response:
+                    statuses.append(response.status)
+                    await response.read()
+
+        async with aiohttp.ClientSession() as session:
+            clients = [asyncio.ensure_future(client(session)) for _ in range(8)]
+            try:
+                await wait_until(lambda: b.predicts >= 50, timeout_s=30, what="traffic on b")
+                await b.stop()  # in-flight requests dropped, new connections refused
+                killed_at = len(statuses)
+                await wait_until(lambda: len(statuses) >= killed_at + 300, timeout_s=60,
+                                 what="300 more answers")  # fmt: skip
+            finally:
+                stop.set()
+                await asyncio.gather(*clients)
+        assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
 
 
 @needs_haproxy
