@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import urlsplit
@@ -330,10 +330,10 @@ class HAProxyProcess:
     directory; ``stop()`` ends it and removes the directory."""
 
     def __init__(self, port: int, replicas: Mapping[str, str], **settings: object) -> None:
+        checked = HAProxySettings(port, dict(replicas), "", **settings)  # type: ignore[arg-type]
         binary = haproxy_binary()
         self.workdir = tempfile.mkdtemp(prefix="mltoolkit-haproxy-")
-        self.settings = HAProxySettings(port, dict(replicas), os.path.join(self.workdir, "admin.sock"),
-                                        **settings)  # type: ignore[arg-type]
+        self.settings = replace(checked, socket_path=os.path.join(self.workdir, "admin.sock"))
         self.config_path = os.path.join(self.workdir, "haproxy.cfg")
         Path(self.config_path).write_text(render_config(self.settings))
         self.log_path = os.path.join(self.workdir, "haproxy.log")

@@ -145,6 +145,13 @@ def test_only_weights_that_moved_are_sent():
 # -- real HAProxy ------------------------------------------------------------------------------------
 
 
+def test_bad_settings_start_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(hc.tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(SpecError, match="server_maxconn"):
+        HAProxyProcess(free_port(), {"a": "http://127.0.0.1:9000"}, server_maxconn=0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_haproxy_names_the_install_command(monkeypatch):
     monkeypatch.setattr(hc.shutil, "which", lambda name: None)
     with pytest.raises(HAProxyError, match="apt-get install haproxy"):
