@@ -65,7 +65,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(config: ServerConfig, model: ServedModel | None = None) -> web.Application:
     """The aiohttp application for ``config`` (the model is loaded from ``config.model_path``
     unless given)."""
-    served = model if model is not None else load_model(config.model_path, config.model_name)
+    served = model if model is not None else load_model(
+        config.model_path, config.model_name, config.model_sha256
+    )
     batcher = Batcher(served.predict, config.batching, slowdown=config.slowdown)
     state = ServerState(config=config, model=served, batcher=batcher)
     app = web.Application(

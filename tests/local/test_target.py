@@ -332,3 +332,28 @@ def test_plan_lists_the_processes_up_would_start(spec):
     assert list(plan["node"][:4]) == ["node-0", "node-1", "node-2", "node-0"]
     assert plan["usd_per_hour"].sum() == 0
     assert isinstance(plan, pd.DataFrame)
+
+
+def test_library_versions_that_differ_refuse_up_before_anything_starts(home, spec):
+    from dataclasses import replace
+
+    from mltoolkit.spec.libraries import LibraryVersionError
+
+    recorded = {**spec.model.library_versions, "scikit-learn": "0.0.1"}
+    other = DeploymentSpec(model=replace(spec.model, library_versions=recorded))
+    with pytest.raises(LibraryVersionError, match="scikit-learn: the model was pickled with scikit-learn 0.0.1"):
+        LocalTarget(progress=False).up(other)
+    assert not (home / "local").exists()  # nothing was started or recorded
+
+
+def test_a_model_file_swapped_after_the_spec_is_refused_by_every_replica(make_target, spec, home, tmp_path):
+    from pathlib import Path
+
+    marker = tmp_path / "the-pickle-ran"
+    Path(spec.model.path).write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    target = make_target()
+    with pytest.raises(LocalTargetError) as info:
+        target.up(spec)
+    assert "recorded when the model was saved" in str(info.value)
+    assert not marker.exists()
+    assert processes_of(home) == []
