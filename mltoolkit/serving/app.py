@@ -22,6 +22,7 @@ requests/s on one core with 32 connections; uvloop under aiohttp was no faster (
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -109,6 +110,8 @@ def _replica_headers(
                 response = await handler(request)
             except RequestError as exc:
                 response = _error(exc.status, exc.message)
+                if exc.status == 408:  # the rest of the body may still come: do not wait for it
+                    response.force_close()
             except PredictError as exc:
                 response = _error(500, str(exc))
             except web.HTTPRequestEntityTooLarge:
@@ -180,7 +183,14 @@ class _Handlers:
                 f"the request body of {length} bytes is larger than the limit of {limit} "
                 "bytes (--max-request-bytes)",
             )
-        return await request.read()
+        timeout = self.state.config.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await request.read()
+        except TimeoutError:
+            raise RequestError(
+                408, f"the request body did not arrive within {timeout:g} s (--body-timeout)"
+            ) from None
 
     async def predict(self, request: web.Request) -> web.Response:
         rows = parse_predict_request(await self._body(request), self.model.n_features)

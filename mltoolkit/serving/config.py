@@ -5,6 +5,7 @@ Command line (the replica contract in docs/architecture.md)::
     python -m mltoolkit.serving --model-path PATH --model-name NAME --port PORT --replica-id ID
         [--host 127.0.0.1] [--max-request-bytes N] [--no-batching] [--max-batch-size N]
         [--max-wait-ms F] [--slowdown FACTOR] [--model-sha256 HEX] [--library-versions LIST]
+        [--idle-timeout S] [--body-timeout S] [--max-connections N]
 
 Each option falls back to an environment variable (for the container image): ``--model-path``
 ``MLTOOLKIT_MODEL_PATH``, ``--model-name`` ``MLTOOLKIT_MODEL_NAME``, ``--port`` ``PORT``,
@@ -13,7 +14,9 @@ Each option falls back to an environment variable (for the container image): ``-
 ``--max-batch-size`` ``MLTOOLKIT_MAX_BATCH_SIZE``, ``--max-wait-ms`` ``MLTOOLKIT_MAX_WAIT_MS``,
 ``--slowdown`` ``MLTOOLKIT_SLOWDOWN`` (an emulated slower replica: see ``ServerConfig``),
 ``--model-sha256`` ``MLTOOLKIT_MODEL_SHA256``, ``--library-versions`` ``MLTOOLKIT_LIBRARY_VERSIONS``
-(``numpy=2.1.0,scikit-learn=1.5.2``: the versions that pickled the model; see ``ServerConfig``).
+(``numpy=2.1.0,scikit-learn=1.5.2``: the versions that pickled the model; see ``ServerConfig``),
+``--idle-timeout`` ``MLTOOLKIT_IDLE_TIMEOUT``, ``--body-timeout`` ``MLTOOLKIT_BODY_TIMEOUT``,
+``--max-connections`` ``MLTOOLKIT_MAX_CONNECTIONS`` (slow and idle clients: see ``ServerConfig``).
 A bad value raises ``SpecError`` naming the option (or the variable it came from).
 """
 
@@ -53,6 +56,9 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--slowdown", "MLTOOLKIT_SLOWDOWN", "slowdown"),
     ("--model-sha256", "MLTOOLKIT_MODEL_SHA256", "model_sha256"),
     ("--library-versions", "MLTOOLKIT_LIBRARY_VERSIONS", "library_versions"),
+    ("--idle-timeout", "MLTOOLKIT_IDLE_TIMEOUT", "idle_timeout_s"),
+    ("--body-timeout", "MLTOOLKIT_BODY_TIMEOUT", "body_timeout_s"),
+    ("--max-connections", "MLTOOLKIT_MAX_CONNECTIONS", "max_connections"),
 )
 MAX_SLOWDOWN = 1000.0
 _HELP = {
@@ -61,8 +67,20 @@ _HELP = {
     "model_sha256": "refuse to load a model file whose SHA-256 is not this ",
     "library_versions": "refuse to start unless these packages are installed at these "
     "versions, e.g. numpy=2.1.0,scikit-learn=1.5.2 ",
+    "idle_timeout_s": "close a connection that sends no complete request headers for S seconds "
+    "(from its opening or its last answer); default 15 ",
+    "body_timeout_s": "answer 408 and close when a request body takes more than S seconds to "
+    "arrive; default 30 ",
+    "max_connections": "refuse connections beyond N open ones with a 503; default 1000 ",
 }
-_METAVARS = {"slowdown": "FACTOR", "model_sha256": "HEX", "library_versions": "LIST"}
+_METAVARS = {
+    "slowdown": "FACTOR",
+    "model_sha256": "HEX",
+    "library_versions": "LIST",
+    "idle_timeout_s": "S",
+    "body_timeout_s": "S",
+    "max_connections": "N",
+}
 _FIELD_OPTION = {
     **{f"ServerConfig.{name}": option for option, _, name in OPTIONS},
     "BatchingSpec.max_batch_size": "--max-batch-size",
@@ -82,6 +100,13 @@ class ServerConfig:
     ``model_sha256`` (64 hex digits): the model file must have this content hash, checked on the
     bytes that are then unpickled. ``library_versions``: ``{distribution: version}`` that must be
     installed (the environment that pickled the model); empty checks nothing.
+
+    Slow and idle clients: a connection that has not sent complete request headers
+    ``idle_timeout_s`` after it opened or after its last answer is closed (this bounds silent
+    connections and half-sent headers alike); a body that has not fully arrived after
+    ``body_timeout_s`` is answered 408 and its connection closed; beyond ``max_connections``
+    open connections, a new one is answered 503 and closed (the server also raises its soft
+    open-file limit to the hard one at start, and keeps the cap below it).
     """
 
     model_path: str
@@ -95,6 +120,9 @@ class ServerConfig:
     slowdown: float = 1.0
     model_sha256: str | None = None
     library_versions: dict[str, str] = field(default_factory=dict)
+    idle_timeout_s: float = 15.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_path, str) or not Path(self.model_path).is_file():
@@ -138,6 +166,11 @@ class ServerConfig:
                 "ServerConfig.model_sha256", self.model_sha256, "64 lowercase hex digits (SHA-256)"
             )
         check_library_versions_field("ServerConfig.library_versions", self.library_versions)
+        for name in ("idle_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 3600:
+                raise SpecError(f"ServerConfig.{name}", value, "a number of seconds from 0.1 to 3600")
+        _check_int("ServerConfig.max_connections", self.max_connections, 1, 1_000_000)
 
 
 def check_slowdown(name: str, value: Any) -> float:
@@ -214,7 +247,7 @@ def config_from_args(
             values[name] = raw[name][1]
     if "library_versions" in raw:
         values["library_versions"] = parse_versions(raw["library_versions"][1], raw["library_versions"][0])
-    for name in ("port", "max_request_bytes", "max_batch_size"):
+    for name in ("port", "max_request_bytes", "max_batch_size", "max_connections"):
         if name in raw:
             values[name] = _parse_int(*raw[name])
     batching: dict[str, Any] = {}
@@ -222,8 +255,9 @@ def config_from_args(
         batching["max_batch_size"] = values.pop("max_batch_size")
     if "max_wait_ms" in raw:
         batching["max_wait_ms"] = _parse_float(*raw["max_wait_ms"])
-    if "slowdown" in raw:
-        values["slowdown"] = _parse_float(*raw["slowdown"])
+    for name in ("slowdown", "idle_timeout_s", "body_timeout_s"):
+        if name in raw:
+            values[name] = _parse_float(*raw[name])
     if args["no_batching"]:
         batching["enabled"] = False
     elif env.get("MLTOOLKIT_BATCHING"):
