@@ -25,6 +25,7 @@ REPLICA = "replica"
 BALANCER = "balancer"
 MAX_NODES = 64
 READY_PATHS = {REPLICA: "/v2/health/ready", BALANCER: "/-/health"}
+LIVE_PATHS = {REPLICA: "/v2/health/live", BALANCER: "/-/health"}
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -52,6 +53,10 @@ class ProcessSpec:
     @property
     def ready_url(self) -> str:
         return self.url + READY_PATHS[self.role]
+
+    @property
+    def live_url(self) -> str:
+        return self.url + LIVE_PATHS[self.role]
 
     @property
     def label(self) -> str:

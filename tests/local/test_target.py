@@ -357,3 +357,28 @@ def test_a_model_file_swapped_after_the_spec_is_refused_by_every_replica(make_ta
     assert "recorded when the model was saved" in str(info.value)
     assert not marker.exists()
     assert processes_of(home) == []
+
+
+@pytest.mark.slow
+def test_a_hung_replica_is_killed_and_restarted(make_target, spec, digits_model):
+    """SIGSTOP: the process is alive but answers nothing; after liveness_timeout_s of failed
+    health checks it is killed and restarted, and serves again. With liveness_timeout_s=None
+    it stays stopped (checked)."""
+    _, X, _ = digits_model
+    target = make_target(liveness_timeout_s=1.0)
+    target.up(DeploymentSpec(model=spec.model, replicas=2))
+    old_pid = int(target.status().set_index("name").loc["digits-1", "pid"])
+    os.kill(old_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: target.status().set_index("name").loc["digits-1", "restarts"] == 1, 60)
+        assert not running(old_pid)
+        wait_for(lambda: target.replica_stats().set_index("name").loc["digits-1", "healthy"], 60)
+    finally:
+        if running(old_pid):
+            os.kill(old_pid, signal.SIGCONT)
+    status = target.status().set_index("name")
+    assert status.loc["digits-1", "pid"] != old_pid and status.loc["digits-1", "alive"]
+    assert "no answer to its health check" in target.logs("digits-1", lines=50)
+    again = target.load_test(rate=30, duration=1, X=X)
+    assert (again["status"] == 200).all()
+    assert "digits-1" in set(again["replica"])
