@@ -146,6 +146,15 @@ def replica_argv(
     return tuple(argv)
 
 
+STANDBY = "standby"
+
+
+def standby_argv(spec: DeploymentSpec, python: str = sys.executable) -> tuple[str, ...]:
+    """A warm spare replica: the replicas' command with ``--standby`` (port, replica id and
+    slowdown are given when it takes over a replica)."""
+    return (*replica_argv(spec, STANDBY, 0, python), "--standby")
+
+
 def balancer_argv(
     spec: DeploymentSpec, port: int, replicas: Sequence[ProcessSpec], python: str = sys.executable
 ) -> tuple[str, ...]:

@@ -103,15 +103,17 @@ def start_process(
     log_path: str | os.PathLike[str],
     env: Mapping[str, str] | None = None,
     parent_death_signal: bool = True,
+    stdin_pipe: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, stdout and stderr appended to ``log_path``."""
+    """Start ``argv`` in its own session, stdout and stderr appended to ``log_path`` (standard
+    input a pipe with ``stdin_pipe``, else /dev/null)."""
     private_dir(Path(log_path).parent)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "ab") as log:
         return subprocess.Popen(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=child_env,

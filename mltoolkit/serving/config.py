@@ -212,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         note = _HELP.get(name, "")
         parser.add_argument(option, dest=name, metavar=metavar, help=f"{note}(env {variable})")
     parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="load the model, then wait for a JSON line on standard input naming the port, "
+        "replica id, slowdown and log file to serve as (a warm spare for fast restarts)",
+    )
+    parser.add_argument(
         "--no-batching",
         dest="no_batching",
         action="store_true",

@@ -284,8 +284,9 @@ def test_a_sigkilled_owner_leaves_nothing_running(spec, home):
         wait_for(lambda: not any(running(pid) for pid in signalled))
         assert all(running(pid) for pid in orphans)  # until cleanup
         stopped = LocalTarget.cleanup()
-        assert sorted(s.pid for s in stopped) == sorted(orphans)
-        assert {s.name for s in stopped} == {"digits-0", "digits-balancer"}
+        # the recorded processes, and the warm standby (found by its marker) if it had started
+        assert sorted(s.pid for s in stopped if s.name != "standby") == sorted(orphans)
+        assert {s.name for s in stopped} - {"standby"} == {"digits-0", "digits-balancer"}
         assert processes_of(home) == []
         assert list(RecordStore(home / "local")) == []  # both records gone
     finally:
@@ -382,3 +383,25 @@ def test_a_hung_replica_is_killed_and_restarted(make_target, spec, digits_model)
     again = target.load_test(rate=30, duration=1, X=X)
     assert (again["status"] == 200).all()
     assert "digits-1" in set(again["replica"])
+
+
+@pytest.mark.slow
+def test_a_killed_replica_is_taken_over_by_the_warm_standby(make_target, spec, digits_model, home):
+    """Restarting a replica used to cost a cold start (imports, unpickling: seconds under load);
+    the standby, loaded in advance, takes over its port, and a new standby is started."""
+    _, X, _ = digits_model
+    target = make_target()
+    target.up(DeploymentSpec(model=spec.model, replicas=2))
+    standby_log = target.log_dir / "standby.log"
+    wait_for(lambda: standby_log.exists() and "ready to take over" in standby_log.read_text(), 60)
+    standby_pid = target._standby.pid
+    target.kill_replica("digits-1")
+    wait_for(lambda: target.status().set_index("name").loc["digits-1", "restarts"] == 1, 60)
+    assert int(target.status().set_index("name").loc["digits-1", "pid"]) == standby_pid
+    wait_for(lambda: target.replica_stats().set_index("name").loc["digits-1", "healthy"], 60)
+    assert f"standby pid {standby_pid} takes over" in target.logs("digits-1", lines=50)
+    again = target.load_test(rate=30, duration=1, X=X)
+    assert (again["status"] == 200).all() and "digits-1" in set(again["replica"])
+    wait_for(lambda: standby_log.read_text().count("ready to take over") == 2, 60)  # a new spare
+    target.down()
+    assert processes_of(home) == []
