@@ -53,7 +53,13 @@ from mltoolkit.local.processes import (
     start_process,
     stop_processes,
 )
-from mltoolkit.local.readiness import Waiting, http_get_json, http_ok, wait_ready, wait_until
+from mltoolkit.local.readiness import (
+    Waiting,
+    http_answers,
+    http_get_json,
+    wait_ready,
+    wait_until,
+)
 from mltoolkit.local.records import (
     DeploymentRecord,
     ProcessRecord,
@@ -320,7 +326,7 @@ class LocalTarget:
                 exit_code=lambda: managed.exit_code(),
                 restart=lambda: self._restart(managed),
                 started_at=time.monotonic(),
-                live=lambda: http_ok(spec.live_url, timeout_s=_PROBE_INTERVAL_S),
+                live=lambda: http_answers(spec.live_url, timeout_s=_PROBE_INTERVAL_S),
                 kill=lambda reason: self._kill_hung(managed, reason),
             ),
         )
