@@ -25,6 +25,7 @@ _LAZY = {
     "Endpoint": "mltoolkit.endpoint",
     "EndpointError": "mltoolkit.endpoint",
     "GKETarget": "mltoolkit.gcp.target",
+    "LibraryVersionError": "mltoolkit.spec.libraries",
     "LocalTarget": "mltoolkit.local",
     "LocalTargetError": "mltoolkit.local",
     "ModelSpec": "mltoolkit.spec",

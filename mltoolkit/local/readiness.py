@@ -27,6 +27,18 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def http_answers(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``GET url`` gets any HTTP answer in time, even an error status: what a
+    liveness check asks (a hung process answers nothing; a busy or draining one still does)."""
+    try:
+        with _OPENER.open(url, timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class Waiting:
     """A process being waited for: its health URL and how to ask whether it has exited."""

@@ -8,11 +8,20 @@ request when the previous one returns; latency is measured from the actual send.
 
 The asyncio event loop runs in a thread of its own, so ``load_test`` blocks the same way in a
 plain script and in Jupyter (where the notebook's loop is already running).
+
+Accuracy (benchmarks/loadgen.py compares it with a reference generator): sends wake on a
+high-resolution timer (``observe.timer``), not on ``asyncio.sleep``'s millisecond epoll
+timeout; the objects alive before the test are frozen out of the garbage collector for its
+duration (a full collection of a notebook's heap paused the generator for 0.2-0.4 s); the
+generator's own *send lag* (from each request's scheduled time to the moment its send
+starts) is reported in the frame's ``attrs`` (``send_lag_p50_ms``, ``send_lag_p99_ms``,
+``send_lag_max_ms``), and ``summarize`` warns when it is large.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import threading
 from dataclasses import dataclass
@@ -34,6 +43,7 @@ from mltoolkit.observe.payload import (
     zeros_from_metadata,
 )
 from mltoolkit.observe.progress import LoadTestProgress, ProgressCallback, progress_callback
+from mltoolkit.observe.timer import PreciseTimer
 
 COLUMNS = ("scheduled_s", "latency_s", "status", "replica", "error")
 ERROR_TEXT_LIMIT = 300
@@ -178,6 +188,8 @@ class _Run:
         self.payloads = payloads
         self.offsets = offsets
         self.rows: dict[int, tuple[float, float, int, str | None, str | None]] = {}
+        self.send_lags: list[float] = []  # seconds from the scheduled time to the send
+        self.precise_timer = False
         self.sent = 0
         self.answered = 0
         self.errors = 0
@@ -227,7 +239,12 @@ class _Run:
         connector = aiohttp.TCPConnector(limit=settings.connections, limit_per_host=0)
         timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         tasks: list[asyncio.Task[None]] = []
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        ) as session:
             try:
                 self.started_at = self._loop.time()
                 if settings.open_loop:
@@ -255,11 +272,25 @@ class _Run:
     ) -> None:
         assert self.offsets is not None and self._loop is not None and self.started_at is not None
         offsets, start, loop = self.offsets, self.started_at, self._loop
+        timer = PreciseTimer(loop)
+        self.precise_timer = timer.precise
+        try:
+            await self._send_on_schedule(session, tasks, timer, offsets, start, loop)
+        finally:
+            timer.close()
+
+    async def _send_on_schedule(
+        self,
+        session: aiohttp.ClientSession,
+        tasks: list[asyncio.Task[None]],
+        timer: PreciseTimer,
+        offsets: np.ndarray,
+        start: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         index = 0
         while index < len(offsets):
-            delay = start + offsets[index] - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await timer.sleep_until(start + offsets[index])
             now = loop.time()
             # send everything that is due, so a late wake-up catches up instead of drifting
             while index < len(offsets) and start + offsets[index] <= now:
@@ -281,6 +312,7 @@ class _Run:
 
     async def _send(self, session: aiohttp.ClientSession, index: int, scheduled_at: float) -> None:
         assert self._loop is not None
+        self.send_lags.append(self._loop.time() - scheduled_at)
         body = self.payloads.body(index)
         self.sent += 1
         try:
@@ -433,7 +465,8 @@ def load_test(
             seed=seed,
         )
     run = _Run(settings, payloads, offsets)
-    _run_in_thread(run, report)
+    with _garbage_collector_frozen():
+        _run_in_thread(run, report)
     frame = results_frame(run.rows)
     frame.attrs.update(
         mode="open" if settings.open_loop else "closed",
@@ -441,5 +474,34 @@ def load_test(
         concurrency=settings.concurrency,
         duration_s=settings.duration,
         protocol=protocol,
+        **send_lag_stats(run.send_lags if settings.open_loop else []),
     )
     return frame
+
+
+def send_lag_stats(lags_s: list[float]) -> dict[str, float]:
+    """p50, p99 and max of the generator's send lag, in ms (NaN without open-loop sends)."""
+    if not lags_s:
+        nan = float("nan")
+        return {"send_lag_p50_ms": nan, "send_lag_p99_ms": nan, "send_lag_max_ms": nan}
+    lags_ms = np.asarray(lags_s, dtype=float) * 1000.0
+    p50, p99 = np.percentile(lags_ms, [50, 99])
+    return {
+        "send_lag_p50_ms": float(p50),
+        "send_lag_p99_ms": float(p99),
+        "send_lag_max_ms": float(lags_ms.max()),
+    }
+
+
+class _garbage_collector_frozen:
+    """Collect once before the test, then keep every object alive at its start out of the
+    collector's reach until it ends (``gc.freeze``/``gc.unfreeze``), so a full collection of
+    the caller's heap (a notebook with pandas and scikit-learn: 0.2-0.4 s measured) cannot
+    pause the generator mid-test. The test's own garbage is still collected."""
+
+    def __enter__(self) -> None:
+        gc.collect()
+        gc.freeze()
+
+    def __exit__(self, *exc: object) -> None:
+        gc.unfreeze()

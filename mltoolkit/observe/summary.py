@@ -10,12 +10,17 @@ Definitions used throughout:
   to the overall one);
 - percentiles are over successful requests' latencies, linearly interpolated (numpy's default
   method), in milliseconds; NaN when there are no successes;
+- the *send lag* is how late the load generator itself sent requests after their scheduled
+  times (``load_test`` puts its p50/p99/max in the frame's ``attrs``); latencies include it, so
+  ``summarize`` warns when its p99 exceeds ``SEND_LAG_WARN_MS``;
 - *balance* is the coefficient of variation (population standard deviation / mean) of a
   quantity across replicas or nodes: 0 is perfectly even, larger is less even.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -35,6 +40,27 @@ SUMMARY_COLUMNS = (
 PERCENTILES = (50, 90, 95, 99)
 OVERALL = "overall"
 _LOAD_TEST_COLUMNS = ("scheduled_s", "latency_s", "status", "replica")
+SEND_LAG_WARN_MS = 1.0
+"""A generator whose p99 send lag exceeds this adds more than the accuracy one can expect of
+it (``benchmarks/loadgen.py``: p99 within 1 ms of a reference) to the latencies it reports."""
+
+
+class SendLagWarning(UserWarning):
+    """The load generator fell behind its schedule: its latencies include its own lag."""
+
+
+def send_lag_warning(attrs: dict, limit_ms: float = SEND_LAG_WARN_MS) -> str | None:
+    """The warning for a load test whose generator lagged more than ``limit_ms`` at p99."""
+    p99 = attrs.get("send_lag_p99_ms")
+    if not isinstance(p99, (int, float)) or math.isnan(p99) or p99 <= limit_ms:
+        return None
+    worst = attrs.get("send_lag_max_ms", float("nan"))
+    return (
+        f"the load generator itself sent late: send lag p99 {p99:.2f} ms (max {worst:.1f} ms) "
+        f"exceeds {limit_ms:g} ms, and every latency counts from the scheduled time, so the "
+        "latencies include it; lower the rate, or run the test where the generator has a core "
+        "of its own"
+    )
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -88,7 +114,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ``throughput_rps`` = successes / test span, the span being ``max(scheduled_s + latency_s)
     - min(scheduled_s)`` of the whole test (also for replica rows); percentiles and ``max_ms``
     are over successes only. Rows without a replica (no HTTP answer, or no ``X-Replica``
-    header) count only overall.
+    header) count only overall. The generator's send lag (from ``df.attrs``) is copied to the
+    summary's ``attrs``; above ``SEND_LAG_WARN_MS`` at p99 a ``SendLagWarning`` is issued and
+    its text kept in ``attrs["warnings"]``.
     """
     _require(df, _LOAD_TEST_COLUMNS, "a load_test frame")
     span = span_s(df)
@@ -99,6 +127,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame.from_dict(rows, orient="index", columns=list(SUMMARY_COLUMNS))
     summary = summary.astype({"count": "int64", "errors": "int64"})
     summary.index.name = "replica"
+    message = send_lag_warning(df.attrs)
+    summary.attrs["warnings"] = [message] if message else []
+    for key in ("send_lag_p50_ms", "send_lag_p99_ms", "send_lag_max_ms"):
+        if key in df.attrs:
+            summary.attrs[key] = df.attrs[key]
+    if message:
+        warnings.warn(message, SendLagWarning, stacklevel=2)
     return summary
 
 

@@ -71,3 +71,32 @@ def test_wait_until():
     values = iter([False, False, True])
     assert wait_until(lambda: next(values), timeout_s=30, interval_s=0.01)
     assert not wait_until(lambda: False, timeout_s=0.05, interval_s=0.01)
+
+
+def test_a_liveness_check_counts_any_http_answer_and_only_that(tmp_path):
+    import http.server
+    import socket
+    import threading
+
+    from mltoolkit.local.readiness import http_answers
+
+    class Draining(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Draining)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never answers: a hung process
+    try:
+        assert http_answers(f"http://127.0.0.1:{server.server_port}/v2/health/live")
+        assert not http_answers(f"http://127.0.0.1:{silent.getsockname()[1]}/", timeout_s=0.2)
+    finally:
+        server.shutdown()
+        silent.close()

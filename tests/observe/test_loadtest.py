@@ -296,3 +296,48 @@ def test_bad_arguments_fail_before_any_request(fake_server, kwargs, field):
 def test_an_endpoint_is_required(fake_server):
     with pytest.raises(SpecError, match="load_test.endpoint"):
         load_test("http://127.0.0.1:1", rate=10)
+
+
+def test_the_generators_send_lag_is_reported(fake_server):
+    server = fake_server(delay_s=0.0)
+    df = load_test(server.endpoint(), rate=50, duration=0.5)
+    lags = [df.attrs[k] for k in ("send_lag_p50_ms", "send_lag_p99_ms", "send_lag_max_ms")]
+    assert all(lag >= 0 for lag in lags)  # never sent before its time
+    assert lags == sorted(lags)
+    closed = load_test(server.endpoint(), concurrency=2, duration=0.3)
+    assert np.isnan(closed.attrs["send_lag_p99_ms"])  # no schedule, no lag
+
+
+def test_objects_alive_before_the_test_are_frozen_out_of_gc_during_it(fake_server):
+    """A full collection of the caller's heap used to pause the generator mid-test."""
+    import gc
+
+    server = fake_server(delay_s=0.0)
+    before = gc.get_freeze_count()
+    during = []
+    load_test(server.endpoint(), rate=20, duration=1.2, progress=lambda p: during.append(gc.get_freeze_count()))
+    assert during and min(during) > before
+    assert gc.get_freeze_count() == before
+
+
+def test_the_precise_timer_never_wakes_early():
+    from mltoolkit.observe.timer import PreciseTimer
+
+    async def sleep_a_few_times():
+        loop = asyncio.get_running_loop()
+        timer = PreciseTimer(loop)
+        precise = timer.precise
+        woke = []
+        try:
+            for i in range(5):
+                when = loop.time() + 0.003 * (i + 1)
+                await timer.sleep_until(when)
+                woke.append(loop.time() - when)
+            await timer.sleep_until(loop.time() - 1)  # the past: at once
+        finally:
+            timer.close()
+        return precise, woke
+
+    precise, woke = asyncio.run(sleep_a_few_times())
+    assert precise  # Linux: a timerfd, not asyncio.sleep's millisecond epoll timeout
+    assert all(lag >= 0 for lag in woke)

@@ -145,3 +145,22 @@ def test_coefficient_of_variation_edges():
     assert math.isnan(coefficient_of_variation([]))
     assert math.isnan(coefficient_of_variation([0, 0]))
     assert coefficient_of_variation([1, np.nan, 3]) == pytest.approx(0.5)
+
+
+def test_a_lagging_generator_is_warned_about_in_the_summary():
+    from mltoolkit.observe.summary import SEND_LAG_WARN_MS, SendLagWarning
+
+    frame = hand_made()
+    frame.attrs.update(send_lag_p50_ms=0.1, send_lag_p99_ms=SEND_LAG_WARN_MS + 4, send_lag_max_ms=9.0)
+    with pytest.warns(SendLagWarning, match=r"send lag p99 5.00 ms \(max 9.0 ms\) exceeds 1 ms"):
+        summary = summarize(frame)
+    assert len(summary.attrs["warnings"]) == 1
+    assert summary.attrs["send_lag_p99_ms"] == SEND_LAG_WARN_MS + 4
+
+
+def test_a_punctual_generator_gets_no_warning(recwarn):
+    frame = hand_made()
+    frame.attrs.update(send_lag_p50_ms=0.05, send_lag_p99_ms=0.4, send_lag_max_ms=0.9)
+    assert summarize(frame).attrs["warnings"] == []
+    assert summarize(hand_made()).attrs["warnings"] == []  # no lag measured: nothing to say
+    assert not recwarn.list

@@ -20,6 +20,7 @@ _LISTENING = re.compile(r"on (http://[\d.]+:\d+) as replica")
 class ServerProcess:
     process: subprocess.Popen[str]
     url: str
+    started_line: str = ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         """Signal the server and wait for it; kill it if it does not exit. Returns the exit code."""
@@ -48,16 +49,16 @@ def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess
         env={**os.environ, **(env or {})},
     )
     try:
-        url = _read_url(process)
+        url, line = _read_url(process)
         _wait_ready(url, process)
     except BaseException:
         process.kill()
         process.wait(timeout=10)
         raise
-    return ServerProcess(process=process, url=url)
+    return ServerProcess(process=process, url=url, started_line=line)
 
 
-def _read_url(process: subprocess.Popen[str]) -> str:
+def _read_url(process: subprocess.Popen[str]) -> tuple[str, str]:
     assert process.stdout is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     seen = []
@@ -70,7 +71,7 @@ def _read_url(process: subprocess.Popen[str]) -> str:
             seen.append(line)
             match = _LISTENING.search(line)
             if match:
-                return match.group(1)
+                return match.group(1), line
         elif process.poll() is not None:
             break
     raise RuntimeError(f"server did not start (exit {process.poll()}): {''.join(seen)}")

@@ -131,3 +131,26 @@ def test_blas_runs_single_threaded_unless_the_environment_says_otherwise(environ
     did_change, threads = json.loads(result.stdout)
     assert did_change is changed
     assert threads == (1 if changed else 2)
+
+
+def test_start_up_objects_are_frozen_out_of_garbage_collection(servers, digits_path):
+    """The first full collection after start used to scan every object the imports made
+    (100-300 ms on a loaded machine), a stall inside the first load test. The server freezes
+    them before it serves, and says how many in its start line."""
+    import re
+
+    server = servers("--model-path", digits_path, "--model-name", "digits", "--port", "0")
+    assert server.started_line
+    frozen = int(re.search(r"\((\d+) start-up objects frozen", server.started_line).group(1))
+    assert frozen > 10_000  # numpy, scikit-learn and aiohttp alone make far more
+
+
+def test_freezing_moves_every_live_object_out_of_reach():
+    import gc
+
+    from mltoolkit.serving.server import freeze_startup_objects
+
+    try:
+        assert freeze_startup_objects() == gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
