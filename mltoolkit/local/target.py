@@ -404,6 +404,7 @@ class LocalTarget:
             "port": spec.port,
             "replica_id": spec.name,
             "slowdown": spec.slowdown or 1.0,
+            "service_ms": self.service_ms,
             "log_path": managed.record.log_path,
         }
         try:

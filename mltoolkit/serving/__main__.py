@@ -105,6 +105,7 @@ def _wait_for_activation(config: ServerConfig) -> ServerConfig | None:
         port=int(order["port"]),
         replica_id=str(order["replica_id"]),
         slowdown=float(order.get("slowdown", 1.0)),
+        service_ms=float(order.get("service_ms", config.service_ms)),
     )
 
 

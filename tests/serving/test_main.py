@@ -169,3 +169,34 @@ def test_a_standby_without_orders_exits_0_and_one_whose_model_changed_refuses(tm
     process.stdin.close()
     assert process.wait(timeout=30) == 2
     assert "the file changed since" in process.stdout.read()
+
+
+def test_a_standby_takes_over_with_the_replicas_emulated_service_time(tmp_path, digits_path):
+    """A replica of LocalTarget(service_ms=...) taken over by the spare keeps its emulation: the
+    spare starts without it and is told the service time and slowdown when it takes over."""
+    import json
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = tmp_path / "digits-1.log"
+    process = _standby(digits_path)
+    try:
+        order = {"port": port, "replica_id": "digits-1", "log_path": str(log), "slowdown": 2.0, "service_ms": 150}
+        process.stdin.write(json.dumps(order) + "\n")
+        process.stdin.close()
+        from tests.waiting import wait_for
+
+        wait_for(lambda: "on http://127.0.0.1" in (log.read_text() if log.exists() else ""), 60)
+        body = json.dumps({"instances": [[0.0] * 64]}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
+        )
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+        # the emulated core is held 150 ms x 2 (a sleep): a lower bound, not a speed claim
+        assert time.monotonic() - started >= 0.3
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
