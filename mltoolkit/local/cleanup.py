@@ -44,9 +44,14 @@ def cleanup(
     Processes are found by recorded pid + create time and also by the deployment id in their
     environment, which covers one started just before its owner died, before it was recorded.
     ``force=True`` also stops deployments of live owners, including this process's own.
+
+    Log folders without a record (those an interrupted or failed ``up()`` kept) are removed too.
+    Only paths inside the state folder are ever removed: a record whose id is not a plain name
+    is ignored (see ``RecordStore``).
     """
     store = RecordStore(state_dir if state_dir is not None else default_state_dir())
     stale = [record for record in store if force or not owner_alive(record)]
+    _remove_orphan_logs(store)
     if not stale:
         return []
     names: dict[int, tuple[str, str]] = {}
@@ -66,6 +71,15 @@ def cleanup(
         store.remove(record.deployment_id)
         shutil.rmtree(store.log_dir(record.deployment_id), ignore_errors=True)
     return [StoppedProcess(*names[r.pid], pid=r.pid, killed=r.killed) for r in results]
+
+
+def _remove_orphan_logs(store: RecordStore) -> None:
+    """Remove log folders whose deployment has no record. A live ``up()`` writes its record
+    before its first log and removes its logs after its record, so none of its logs go."""
+    recorded = {record.deployment_id for record in store}
+    for deployment_id in store.log_dirs():
+        if deployment_id not in recorded and store.read(deployment_id) is None:
+            shutil.rmtree(store.log_dir(deployment_id), ignore_errors=True)
 
 
 def _marked_name(process: psutil.Process) -> tuple[str, str]:

@@ -19,11 +19,13 @@ from mltoolkit.errors import SpecError
 from mltoolkit.local.ports import LOOPBACK
 from mltoolkit.serving.config import check_slowdown
 from mltoolkit.spec import DeploymentSpec
+from mltoolkit.spec.libraries import check_library_versions, format_versions
 
 REPLICA = "replica"
 BALANCER = "balancer"
 MAX_NODES = 64
 READY_PATHS = {REPLICA: "/v2/health/ready", BALANCER: "/-/health"}
+LIVE_PATHS = {REPLICA: "/v2/health/live", BALANCER: "/-/health"}
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -51,6 +53,10 @@ class ProcessSpec:
     @property
     def ready_url(self) -> str:
         return self.url + READY_PATHS[self.role]
+
+    @property
+    def live_url(self) -> str:
+        return self.url + LIVE_PATHS[self.role]
 
     @property
     def label(self) -> str:
@@ -92,7 +98,9 @@ def replica_names(model_name: str, replicas: int) -> list[str]:
 
 
 def check_runnable_locally(spec: DeploymentSpec) -> None:
-    """The local target runs model files; a container-image model can only go to the cloud."""
+    """The local target runs model files; a container-image model can only go to the cloud.
+    The replicas run this interpreter, so its library versions must be those that pickled the
+    model (``LibraryVersionError`` otherwise, before anything starts)."""
     if not isinstance(spec, DeploymentSpec):
         raise SpecError("spec", type(spec).__name__, "a DeploymentSpec")
     if spec.model.path is None:
@@ -102,6 +110,7 @@ def check_runnable_locally(spec: DeploymentSpec) -> None:
             f"a model file for the local target (ModelSpec.from_object / from_file); "
             f"image {spec.model.image!r} can only be deployed to GKE",
         )
+    check_library_versions(spec.model.library_versions, f"model {spec.model.name!r}")
 
 
 def replica_argv(
@@ -121,6 +130,10 @@ def replica_argv(
         "--host", LOOPBACK,
         "--max-request-bytes", str(spec.max_request_bytes),
     ]  # fmt: skip
+    if model.sha256 is not None:
+        argv += ["--model-sha256", model.sha256]
+    if model.library_versions:
+        argv += ["--library-versions", format_versions(model.library_versions)]
     if model.batching.enabled:
         argv += [
             "--max-batch-size", str(model.batching.max_batch_size),

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import psutil
 
+from mltoolkit.local.records import PRIVATE_FILE_MODE, private_dir
+
 MARKER_ENV = "MLTOOLKIT_DEPLOYMENT"
 """Environment variable set in every process we start: the deployment id, for finding strays."""
 NAME_ENV = "MLTOOLKIT_PROCESS"
@@ -103,9 +105,10 @@ def start_process(
     parent_death_signal: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session, stdout and stderr appended to ``log_path``."""
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    private_dir(Path(log_path).parent)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "ab") as log:
         return subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,

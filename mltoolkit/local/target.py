@@ -49,7 +49,7 @@ from mltoolkit.local.processes import (
     start_process,
     stop_processes,
 )
-from mltoolkit.local.readiness import Waiting, http_get_json, wait_ready, wait_until
+from mltoolkit.local.readiness import Waiting, http_get_json, http_ok, wait_ready, wait_until
 from mltoolkit.local.records import (
     DeploymentRecord,
     ProcessRecord,
@@ -57,11 +57,12 @@ from mltoolkit.local.records import (
     default_state_dir,
     new_deployment_id,
 )
-from mltoolkit.local.supervisor import Restartable, Supervisor
+from mltoolkit.local.supervisor import Liveness, Restartable, Supervisor
 
 Progress = Callable[[str], None]
 _PORT_CLASH = "address already in use"
 _START_ATTEMPTS = 3  # a port chosen free can be taken by another program before we bind it
+_PROBE_INTERVAL_S = 0.5  # liveness probes; each waits at most this long for its answer
 
 
 @dataclass
@@ -106,6 +107,11 @@ class LocalTarget:
     callable receives each line. ``parent_death_signal`` asks Linux to SIGTERM the processes
     if this Python process dies (best effort; ``cleanup()`` covers the rest).
 
+    ``liveness_timeout_s`` (with ``restart``): a process that is alive but has not answered
+    its health check for longer than this is killed and restarted, as a Kubernetes liveness
+    probe would (a hung or SIGSTOPped replica); None turns the check off. A (re)started process
+    has ``ready_timeout_s`` to answer its first check.
+
     ``node_slowdown`` (e.g. ``{"node-2": 3.0}``) emulates slower machines for demos and tests of
     balancing: replicas on that node run with the server's ``--slowdown`` factor, staying busy
     (sleeping, not burning CPU) for factor - 1 times each predict call's duration after it.
@@ -125,8 +131,14 @@ class LocalTarget:
         grace_s: float = DEFAULT_GRACE_S,
         parent_death_signal: bool = True,
         node_slowdown: dict[str, float] | None = None,
+        liveness_timeout_s: float | None = 3.0,
     ) -> None:
         self.nodes = check_nodes(nodes)
+        self.liveness_timeout_s = (
+            None
+            if liveness_timeout_s is None
+            else _check_positive("LocalTarget.liveness_timeout_s", liveness_timeout_s)
+        )
         self.node_slowdown = check_node_slowdown(node_slowdown, self.nodes)
         self.ready_timeout_s = _check_positive("LocalTarget.ready_timeout_s", ready_timeout_s)
         if not isinstance(restart, bool):
@@ -215,7 +227,14 @@ class LocalTarget:
             self._record.endpoint_url = balancer.spec.url
             self._store.write(self._record)
         if self.restart:
-            self._supervisor = Supervisor(self._restartables)
+            liveness = None
+            if self.liveness_timeout_s is not None:
+                liveness = Liveness(
+                    timeout_s=self.liveness_timeout_s,
+                    interval_s=min(_PROBE_INTERVAL_S, self.liveness_timeout_s / 2),
+                    startup_s=self.ready_timeout_s,
+                )
+            self._supervisor = Supervisor(self._restartables, liveness=liveness)
             self._supervisor.start()
         say(
             f"endpoint {balancer.spec.url} ready: model {spec.model.name}, {spec.replicas} "
@@ -281,6 +300,8 @@ class LocalTarget:
                 exit_code=lambda: managed.exit_code(),
                 restart=lambda: self._restart(managed),
                 started_at=time.monotonic(),
+                live=lambda: http_ok(spec.live_url, timeout_s=_PROBE_INTERVAL_S),
+                kill=lambda reason: self._kill_hung(managed, reason),
             ),
         )
         with self._lock:
@@ -309,6 +330,15 @@ class LocalTarget:
             managed.popen = self._spawn(managed.spec, managed.record)
             managed.record.restarts += 1
             self._store.write(self._record)
+
+    def _kill_hung(self, managed: ManagedProcess, reason: str) -> None:
+        """SIGKILL a process that is alive but hung; the supervisor then restarts it."""
+        with self._lock:
+            if self._record is None or managed.popen.poll() is not None:
+                return
+            with open(managed.record.log_path, "ab") as log:
+                log.write(f"\n--- mltoolkit: {reason}; killing it ---\n".encode())
+            os.kill(managed.popen.pid, signal.SIGKILL)
 
     def _fail(self, exited: dict[str, int], pending: list[str]) -> None:
         lines = []

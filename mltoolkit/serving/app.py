@@ -22,6 +22,7 @@ requests/s on one core with 32 connections; uvloop under aiohttp was no faster (
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -65,7 +66,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(config: ServerConfig, model: ServedModel | None = None) -> web.Application:
     """The aiohttp application for ``config`` (the model is loaded from ``config.model_path``
     unless given)."""
-    served = model if model is not None else load_model(config.model_path, config.model_name)
+    served = model if model is not None else load_model(
+        config.model_path, config.model_name, config.model_sha256
+    )
     batcher = Batcher(served.predict, config.batching, slowdown=config.slowdown)
     state = ServerState(config=config, model=served, batcher=batcher)
     app = web.Application(
@@ -107,6 +110,8 @@ def _replica_headers(
                 response = await handler(request)
             except RequestError as exc:
                 response = _error(exc.status, exc.message)
+                if exc.status == 408:  # the rest of the body may still come: do not wait for it
+                    response.force_close()
             except PredictError as exc:
                 response = _error(500, str(exc))
             except web.HTTPRequestEntityTooLarge:
@@ -178,7 +183,14 @@ class _Handlers:
                 f"the request body of {length} bytes is larger than the limit of {limit} "
                 "bytes (--max-request-bytes)",
             )
-        return await request.read()
+        timeout = self.state.config.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await request.read()
+        except TimeoutError:
+            raise RequestError(
+                408, f"the request body did not arrive within {timeout:g} s (--body-timeout)"
+            ) from None
 
     async def predict(self, request: web.Request) -> web.Response:
         rows = parse_predict_request(await self._body(request), self.model.n_features)

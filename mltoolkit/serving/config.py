@@ -4,14 +4,19 @@ Command line (the replica contract in docs/architecture.md)::
 
     python -m mltoolkit.serving --model-path PATH --model-name NAME --port PORT --replica-id ID
         [--host 127.0.0.1] [--max-request-bytes N] [--no-batching] [--max-batch-size N]
-        [--max-wait-ms F] [--slowdown FACTOR]
+        [--max-wait-ms F] [--slowdown FACTOR] [--model-sha256 HEX] [--library-versions LIST]
+        [--idle-timeout S] [--body-timeout S] [--max-connections N]
 
 Each option falls back to an environment variable (for the container image): ``--model-path``
 ``MLTOOLKIT_MODEL_PATH``, ``--model-name`` ``MLTOOLKIT_MODEL_NAME``, ``--port`` ``PORT``,
 ``--replica-id`` ``MLTOOLKIT_REPLICA_ID`` (default: the hostname), ``--host`` ``MLTOOLKIT_HOST``,
 ``--max-request-bytes`` ``MLTOOLKIT_MAX_REQUEST_BYTES``, ``--no-batching`` ``MLTOOLKIT_BATCHING=0``,
 ``--max-batch-size`` ``MLTOOLKIT_MAX_BATCH_SIZE``, ``--max-wait-ms`` ``MLTOOLKIT_MAX_WAIT_MS``,
-``--slowdown`` ``MLTOOLKIT_SLOWDOWN`` (an emulated slower replica: see ``ServerConfig``).
+``--slowdown`` ``MLTOOLKIT_SLOWDOWN`` (an emulated slower replica: see ``ServerConfig``),
+``--model-sha256`` ``MLTOOLKIT_MODEL_SHA256``, ``--library-versions`` ``MLTOOLKIT_LIBRARY_VERSIONS``
+(``numpy=2.1.0,scikit-learn=1.5.2``: the versions that pickled the model; see ``ServerConfig``),
+``--idle-timeout`` ``MLTOOLKIT_IDLE_TIMEOUT``, ``--body-timeout`` ``MLTOOLKIT_BODY_TIMEOUT``,
+``--max-connections`` ``MLTOOLKIT_MAX_CONNECTIONS`` (slow and idle clients: see ``ServerConfig``).
 A bad value raises ``SpecError`` naming the option (or the variable it came from).
 """
 
@@ -28,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from mltoolkit.errors import SpecError
 from mltoolkit.spec import BatchingSpec
+from mltoolkit.spec.libraries import check_library_versions_field, parse_versions
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
@@ -48,11 +54,32 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-batch-size", "MLTOOLKIT_MAX_BATCH_SIZE", "max_batch_size"),
     ("--max-wait-ms", "MLTOOLKIT_MAX_WAIT_MS", "max_wait_ms"),
     ("--slowdown", "MLTOOLKIT_SLOWDOWN", "slowdown"),
+    ("--model-sha256", "MLTOOLKIT_MODEL_SHA256", "model_sha256"),
+    ("--library-versions", "MLTOOLKIT_LIBRARY_VERSIONS", "library_versions"),
+    ("--idle-timeout", "MLTOOLKIT_IDLE_TIMEOUT", "idle_timeout_s"),
+    ("--body-timeout", "MLTOOLKIT_BODY_TIMEOUT", "body_timeout_s"),
+    ("--max-connections", "MLTOOLKIT_MAX_CONNECTIONS", "max_connections"),
 )
 MAX_SLOWDOWN = 1000.0
 _HELP = {
     "slowdown": "emulate a FACTOR times slower replica: after each predict call, stay busy "
     "(sleeping) for FACTOR-1 times its duration; default 1 = full speed ",
+    "model_sha256": "refuse to load a model file whose SHA-256 is not this ",
+    "library_versions": "refuse to start unless these packages are installed at these "
+    "versions, e.g. numpy=2.1.0,scikit-learn=1.5.2 ",
+    "idle_timeout_s": "close a connection that sends no complete request headers for S seconds "
+    "(from its opening or its last answer); default 15 ",
+    "body_timeout_s": "answer 408 and close when a request body takes more than S seconds to "
+    "arrive; default 30 ",
+    "max_connections": "refuse connections beyond N open ones with a 503; default 1000 ",
+}
+_METAVARS = {
+    "slowdown": "FACTOR",
+    "model_sha256": "HEX",
+    "library_versions": "LIST",
+    "idle_timeout_s": "S",
+    "body_timeout_s": "S",
+    "max_connections": "N",
 }
 _FIELD_OPTION = {
     **{f"ServerConfig.{name}": option for option, _, name in OPTIONS},
@@ -69,6 +96,17 @@ class ServerConfig:
     ``slowdown`` (>= 1) *emulates* a slower replica for demos and tests of balancing: after each
     predict call that took t seconds the replica stays busy for (slowdown - 1) * t more, in a
     blocking sleep where predict runs (see mltoolkit/serving/batching.py). 1 is full speed.
+
+    ``model_sha256`` (64 hex digits): the model file must have this content hash, checked on the
+    bytes that are then unpickled. ``library_versions``: ``{distribution: version}`` that must be
+    installed (the environment that pickled the model); empty checks nothing.
+
+    Slow and idle clients: a connection that has not sent complete request headers
+    ``idle_timeout_s`` after it opened or after its last answer is closed (this bounds silent
+    connections and half-sent headers alike); a body that has not fully arrived after
+    ``body_timeout_s`` is answered 408 and its connection closed; beyond ``max_connections``
+    open connections, a new one is answered 503 and closed (the server also raises its soft
+    open-file limit to the hard one at start, and keeps the cap below it).
     """
 
     model_path: str
@@ -80,6 +118,11 @@ class ServerConfig:
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     shutdown_timeout_s: float = 25.0
     slowdown: float = 1.0
+    model_sha256: str | None = None
+    library_versions: dict[str, str] = field(default_factory=dict)
+    idle_timeout_s: float = 15.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_path, str) or not Path(self.model_path).is_file():
@@ -115,6 +158,19 @@ class ServerConfig:
                 "a number of seconds in (0, 3600]",
             )
         check_slowdown("ServerConfig.slowdown", self.slowdown)
+        if self.model_sha256 is not None and (
+            not isinstance(self.model_sha256, str)
+            or not re.fullmatch(r"[0-9a-f]{64}", self.model_sha256)
+        ):
+            raise SpecError(
+                "ServerConfig.model_sha256", self.model_sha256, "64 lowercase hex digits (SHA-256)"
+            )
+        check_library_versions_field("ServerConfig.library_versions", self.library_versions)
+        for name in ("idle_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 3600:
+                raise SpecError(f"ServerConfig.{name}", value, "a number of seconds from 0.1 to 3600")
+        _check_int("ServerConfig.max_connections", self.max_connections, 1, 1_000_000)
 
 
 def check_slowdown(name: str, value: Any) -> float:
@@ -152,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Protocol V2). Each option falls back to the environment variable named in its help.",
     )
     for option, variable, name in OPTIONS:
-        metavar = "FACTOR" if name == "slowdown" else name.split("_")[-1].upper()
+        metavar = _METAVARS.get(name, name.split("_")[-1].upper())
         note = _HELP.get(name, "")
         parser.add_argument(option, dest=name, metavar=metavar, help=f"{note}(env {variable})")
     parser.add_argument(
@@ -186,10 +242,12 @@ def config_from_args(
             raise SpecError(option, None, f"a value (or the environment variable {variable})")
 
     values: dict[str, Any] = {name: raw[name][1] for name in ("model_path", "model_name")}
-    for name in ("replica_id", "host"):
+    for name in ("replica_id", "host", "model_sha256"):
         if name in raw:
             values[name] = raw[name][1]
-    for name in ("port", "max_request_bytes", "max_batch_size"):
+    if "library_versions" in raw:
+        values["library_versions"] = parse_versions(raw["library_versions"][1], raw["library_versions"][0])
+    for name in ("port", "max_request_bytes", "max_batch_size", "max_connections"):
         if name in raw:
             values[name] = _parse_int(*raw[name])
     batching: dict[str, Any] = {}
@@ -197,8 +255,9 @@ def config_from_args(
         batching["max_batch_size"] = values.pop("max_batch_size")
     if "max_wait_ms" in raw:
         batching["max_wait_ms"] = _parse_float(*raw["max_wait_ms"])
-    if "slowdown" in raw:
-        values["slowdown"] = _parse_float(*raw["slowdown"])
+    for name in ("slowdown", "idle_timeout_s", "body_timeout_s"):
+        if name in raw:
+            values[name] = _parse_float(*raw[name])
     if args["no_batching"]:
         batching["enabled"] = False
     elif env.get("MLTOOLKIT_BATCHING"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,20 +58,30 @@ class ServedModel:
         }
 
 
-def load_model(path: str, name: str) -> ServedModel:
+def load_model(path: str, name: str, sha256: str | None = None) -> ServedModel:
     """Load a joblib/pickle file holding a fitted estimator or any object with ``predict``.
 
-    The version is the first 12 hex digits of the file's SHA-256, so two replicas can be
-    compared by the model they actually serve.
+    With ``sha256``, the file's bytes are hashed and refused (``ModelLoadError``) unless they
+    match, before anything is unpickled; the bytes checked are the bytes loaded. The version is
+    the first 12 hex digits of the file's SHA-256, so two replicas can be compared by the model
+    they actually serve.
     """
     import joblib
 
     file = Path(path)
     if not file.is_file():
         raise ModelLoadError(f"{path!r} is not an existing file")
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:12]
+    content = file.read_bytes()
+    full_digest = hashlib.sha256(content).hexdigest()
+    if sha256 is not None and full_digest != sha256:
+        raise ModelLoadError(
+            f"{path!r} has SHA-256 {full_digest}, not the {sha256} recorded when the model was "
+            "saved: the file changed since, so it is not unpickled (save the model again with "
+            "ModelSpec.from_object)"
+        )
+    digest = full_digest[:12]
     try:
-        model = joblib.load(file)
+        model = joblib.load(io.BytesIO(content))
     except Exception as exc:  # any unpickling failure means the file is unusable here
         raise ModelLoadError(
             f"{path!r} could not be loaded with joblib: {type(exc).__name__}: {exc}"

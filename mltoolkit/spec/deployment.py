@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
+from mltoolkit.spec.libraries import check_library_versions_field, library_versions
 from mltoolkit.spec.quantities import cpu_millicores, memory_bytes
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -25,6 +26,25 @@ DNS_LABEL_ALLOWED = (
     "or digit (a Kubernetes DNS label)"
 )
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's content, as 64 lowercase hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_private(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically, readable by the owner only (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(payload)
+    os.replace(tmp, path)
 
 
 def default_model_dir() -> Path:
@@ -73,6 +93,13 @@ class ModelSpec:
 
     Build one with ``from_object`` (any fitted estimator or picklable object with ``predict``),
     ``from_file`` or ``from_image``.
+
+    ``sha256`` is the content hash of the model file (computed from the file when not given);
+    every replica checks the file against it before unpickling, so a file swapped afterwards is
+    refused rather than run. ``library_versions`` (``{"numpy": "2.1.0", ...}``) are the versions
+    of the environment that pickled the model (``from_object`` records joblib, numpy,
+    scikit-learn and the model's own package); a replica whose installed versions differ refuses
+    to start. Empty (a spec saved before versions were recorded, or ``from_file``) checks nothing.
     """
 
     name: str
@@ -81,6 +108,8 @@ class ModelSpec:
     port: int = 8080
     n_features: int | None = None
     batching: BatchingSpec = field(default_factory=BatchingSpec)
+    sha256: str | None = None
+    library_versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_dns_label("ModelSpec.name", self.name)
@@ -95,6 +124,17 @@ class ModelSpec:
                 )
             if not Path(self.path).is_file():
                 raise SpecError("ModelSpec.path", self.path, "an existing model file")
+            if self.sha256 is None:
+                object.__setattr__(self, "sha256", file_sha256(self.path))
+        if self.sha256 is not None and (
+            not isinstance(self.sha256, str) or not _SHA256.match(self.sha256)
+        ):
+            raise SpecError("ModelSpec.sha256", self.sha256, "64 lowercase hex digits (SHA-256)")
+        object.__setattr__(
+            self,
+            "library_versions",
+            check_library_versions_field("ModelSpec.library_versions", self.library_versions),
+        )
         if self.image is not None and (
             not isinstance(self.image, str) or not self.image or any(c.isspace() for c in self.image)
         ):
@@ -111,23 +151,29 @@ class ModelSpec:
     def from_object(
         cls, model: Any, name: str, directory: str | os.PathLike[str] | None = None, **kwargs: Any
     ) -> ModelSpec:
-        """Save a fitted estimator (or any picklable object with ``predict``) and describe it."""
+        """Save a fitted estimator (or any picklable object with ``predict``) and describe it.
+
+        The file is named by its content hash (``<name>-<16 hex digits>.joblib``) and written
+        readable by the owner only; an existing file of that name is reused only if its content
+        has that hash (otherwise it is replaced). The spec records the full hash and the library
+        versions of this environment (see the class docstring)."""
         check_dns_label("ModelSpec.name", name)
         if not callable(getattr(model, "predict", None)):
             raise SpecError("ModelSpec.model", type(model).__name__, "an object with a predict method")
         # one serialization serves as the content hash and as the file (joblib.load reads pickles)
         payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-        digest = hashlib.sha256(payload).hexdigest()[:16]
+        digest = hashlib.sha256(payload).hexdigest()
         target_dir = Path(directory) if directory is not None else default_model_dir()
-        target_dir.mkdir(parents=True, exist_ok=True)
-        path = target_dir / f"{name}-{digest}.joblib"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(payload)
-            tmp.replace(path)
+        target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory is None:
+            target_dir.chmod(0o700)  # our own folder: owner only, even if made before
+        path = target_dir / f"{name}-{digest[:16]}.joblib"
+        if not (path.is_file() and not path.is_symlink() and file_sha256(path) == digest):
+            _write_private(path, payload)
         n_features = getattr(model, "n_features_in_", None)
         kwargs.setdefault("n_features", int(n_features) if n_features is not None else None)
-        return cls(name=name, path=str(path), **kwargs)
+        kwargs.setdefault("library_versions", library_versions(model))
+        return cls(name=name, path=str(path), sha256=digest, **kwargs)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], name: str, **kwargs: Any) -> ModelSpec:

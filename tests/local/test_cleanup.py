@@ -1,5 +1,8 @@
+import json
 import os
 import subprocess
+
+import pytest
 
 from mltoolkit.local.cleanup import cleanup, owner_alive
 from mltoolkit.local.processes import MARKER_ENV, NAME_ENV, create_time, start_process
@@ -86,3 +89,47 @@ def test_unrecorded_processes_are_found_by_their_marker(tmp_path, reaper):
     store.write(DeploymentRecord("d-5", pid, started, "d", processes=[unrecorded]))
     assert [(s.name, s.pid) for s in cleanup(tmp_path, grace_s=20)] == [("d-0", entry.pid)]
     assert not running(entry.pid)
+
+
+def test_a_record_naming_a_folder_outside_the_state_folder_deletes_nothing(tmp_path):
+    """A record whose id is '../victimdir' used to make cleanup() remove $MLTOOLKIT_HOME/victimdir."""
+    state = tmp_path / "home" / "local"
+    state.mkdir(parents=True)
+    victims = [tmp_path / "home" / "victimdir", tmp_path / "victim2", tmp_path / "victim3"]
+    for victim in victims:
+        victim.mkdir()
+        (victim / "precious.txt").write_text("keep me")
+    pid, started = dead_owner()
+    for i, bad_id in enumerate(["../victimdir", str(tmp_path / "victim2"), "../../victim3", "..", "."]):
+        record = DeploymentRecord(bad_id, pid, started, "d").to_dict()
+        (state / f"bad-{i}.json").write_text(json.dumps(record))
+    assert cleanup(state) == []
+    assert all((victim / "precious.txt").read_text() == "keep me" for victim in victims)
+    assert state.is_dir()
+
+
+def test_the_store_refuses_ids_that_are_not_plain_names(tmp_path):
+    store = RecordStore(tmp_path)
+    for bad_id in ["../x", "a/b", "..", "", "/abs", "x\x00"]:
+        with pytest.raises(ValueError, match="deployment id"):
+            store.log_dir(bad_id)
+        with pytest.raises(ValueError, match="deployment id"):
+            store.path(bad_id)
+
+
+def test_log_folders_of_interrupted_ups_are_removed(tmp_path):
+    """A failed or interrupted up() keeps its logs for reading, with no record; cleanup() removes
+    them later. Folders that are not deployment log folders stay."""
+    store = RecordStore(tmp_path)
+    orphan = store.log_dir("digits-1a2b3c4d")
+    orphan.mkdir()
+    (orphan / "digits-0.log").write_text("Traceback ...")
+    me = os.getpid()
+    store.write(DeploymentRecord("live-0a0b0c0d", me, create_time(me), "live"))
+    live_logs = store.log_dir("live-0a0b0c0d")
+    live_logs.mkdir()
+    unrelated = tmp_path / "Not A Deployment"
+    unrelated.mkdir()
+    assert cleanup(tmp_path) == []
+    assert not orphan.exists()
+    assert live_logs.is_dir() and unrelated.is_dir()

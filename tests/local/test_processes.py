@@ -161,3 +161,10 @@ def test_log_tail(tmp_path):
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert log_tail(log, lines=3) == "line 97\nline 98\nline 99"
     assert log_tail(tmp_path / "missing.log") == ""
+
+
+def test_logs_are_readable_by_the_owner_only(tmp_path):
+    log = tmp_path / "deployment" / "p.log"
+    start_process(python("pass"), log, parent_death_signal=False).wait(timeout=30)
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert log.parent.stat().st_mode & 0o777 == 0o700

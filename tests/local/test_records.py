@@ -66,3 +66,10 @@ def test_deployment_ids_are_unique_and_start_with_the_model():
     ids = {new_deployment_id("digits") for _ in range(50)}
     assert len(ids) == 50
     assert all(i.startswith("digits-") for i in ids)
+
+
+def test_records_and_the_state_folder_are_readable_by_the_owner_only(tmp_path):
+    store = RecordStore(tmp_path / "state")
+    path = store.write(make_record())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert store.state_dir.stat().st_mode & 0o777 == 0o700

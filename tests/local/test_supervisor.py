@@ -2,6 +2,7 @@ import threading
 
 from mltoolkit.local.supervisor import (
     MAX_DELAY_S,
+    Liveness,
     STABLE_AFTER_S,
     Restartable,
     Supervisor,
@@ -94,3 +95,61 @@ def test_the_thread_restarts_and_stops():
     finally:
         supervisor.stop()
     assert not supervisor.running
+
+
+class HungProcess:
+    """A live process whose health check the test controls; kill() records the reason."""
+
+    def __init__(self, started_at=0.0):
+        self.answering = True
+        self.killed = []
+        self.entry = Restartable(
+            "p", lambda: None, lambda: None, started_at=started_at,
+            live=lambda: self.answering, kill=self.killed.append,
+        )  # fmt: skip
+
+
+def test_a_process_that_stops_answering_its_health_check_is_killed_after_the_timeout():
+    hung = HungProcess()
+    supervisor = Supervisor(lambda: [hung.entry], liveness=Liveness(timeout_s=3, interval_s=0.5))
+    assert not supervisor.check_liveness(hung.entry, now=1.0)  # answers
+    hung.answering = False
+    for now in (1.5, 2.0, 3.0, 4.0):  # failing for up to 3 s: still given time
+        assert not supervisor.check_liveness(hung.entry, now=now)
+    assert supervisor.check_liveness(hung.entry, now=4.5)
+    assert hung.killed == ["no answer to its health check for 3.5 s (limit 3 s)"]
+    assert hung.entry.hung_kills == 1
+
+
+def test_probes_are_spaced_and_an_answer_resets_the_clock():
+    hung = HungProcess()
+    supervisor = Supervisor(lambda: [hung.entry], liveness=Liveness(timeout_s=3, interval_s=0.5))
+    assert not supervisor.check_liveness(hung.entry, now=1.0)
+    hung.answering = False
+    assert not supervisor.check_liveness(hung.entry, now=3.5)
+    hung.answering = True
+    assert not supervisor.check_liveness(hung.entry, now=3.7)  # within the interval: not probed
+    assert not supervisor.check_liveness(hung.entry, now=4.0)  # answered again
+    hung.answering = False
+    assert not supervisor.check_liveness(hung.entry, now=6.9)
+    assert supervisor.check_liveness(hung.entry, now=7.5)
+
+
+def test_a_starting_process_gets_the_startup_time_before_it_must_answer():
+    hung = HungProcess(started_at=10.0)
+    hung.answering = False
+    supervisor = Supervisor(
+        lambda: [hung.entry], liveness=Liveness(timeout_s=1, interval_s=0.5, startup_s=20)
+    )
+    assert not supervisor.check_liveness(hung.entry, now=29.0)
+    assert supervisor.check_liveness(hung.entry, now=30.5)
+
+
+def test_no_liveness_without_the_setting_or_for_a_dead_process():
+    hung = HungProcess()
+    hung.answering = False
+    assert not Supervisor(lambda: [hung.entry]).check_liveness(hung.entry, now=100.0)
+    hung.entry.exit_code = lambda: -9
+    supervisor = Supervisor(lambda: [hung.entry], liveness=Liveness(timeout_s=1))
+    assert not supervisor.check_liveness(hung.entry, now=100.0)
+    assert hung.killed == []

@@ -332,3 +332,53 @@ def test_plan_lists_the_processes_up_would_start(spec):
     assert list(plan["node"][:4]) == ["node-0", "node-1", "node-2", "node-0"]
     assert plan["usd_per_hour"].sum() == 0
     assert isinstance(plan, pd.DataFrame)
+
+
+def test_library_versions_that_differ_refuse_up_before_anything_starts(home, spec):
+    from dataclasses import replace
+
+    from mltoolkit.spec.libraries import LibraryVersionError
+
+    recorded = {**spec.model.library_versions, "scikit-learn": "0.0.1"}
+    other = DeploymentSpec(model=replace(spec.model, library_versions=recorded))
+    with pytest.raises(LibraryVersionError, match="scikit-learn: the model was pickled with scikit-learn 0.0.1"):
+        LocalTarget(progress=False).up(other)
+    assert not (home / "local").exists()  # nothing was started or recorded
+
+
+def test_a_model_file_swapped_after_the_spec_is_refused_by_every_replica(make_target, spec, home, tmp_path):
+    from pathlib import Path
+
+    marker = tmp_path / "the-pickle-ran"
+    Path(spec.model.path).write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    target = make_target()
+    with pytest.raises(LocalTargetError) as info:
+        target.up(spec)
+    assert "recorded when the model was saved" in str(info.value)
+    assert not marker.exists()
+    assert processes_of(home) == []
+
+
+@pytest.mark.slow
+def test_a_hung_replica_is_killed_and_restarted(make_target, spec, digits_model):
+    """SIGSTOP: the process is alive but answers nothing; after liveness_timeout_s of failed
+    health checks it is killed and restarted, and serves again. With liveness_timeout_s=None
+    it stays stopped (checked)."""
+    _, X, _ = digits_model
+    target = make_target(liveness_timeout_s=1.0)
+    target.up(DeploymentSpec(model=spec.model, replicas=2))
+    old_pid = int(target.status().set_index("name").loc["digits-1", "pid"])
+    os.kill(old_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: target.status().set_index("name").loc["digits-1", "restarts"] == 1, 60)
+        assert not running(old_pid)
+        wait_for(lambda: target.replica_stats().set_index("name").loc["digits-1", "healthy"], 60)
+    finally:
+        if running(old_pid):
+            os.kill(old_pid, signal.SIGCONT)
+    status = target.status().set_index("name")
+    assert status.loc["digits-1", "pid"] != old_pid and status.loc["digits-1", "alive"]
+    assert "no answer to its health check" in target.logs("digits-1", lines=50)
+    again = target.load_test(rate=30, duration=1, X=X)
+    assert (again["status"] == 200).all()
+    assert "digits-1" in set(again["replica"])

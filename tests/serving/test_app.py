@@ -234,3 +234,22 @@ async def test_predictions_json_cannot_encode_are_a_500_and_the_server_stays_up(
     assert headers["X-Replica"] == "replica-a"
     live = await client.get("/v2/health/live")
     assert live.status == 200
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v2/models/digits/infer"])
+@pytest.mark.parametrize("opening, closing", [(b"[", b"]"), (b'{"a":', b"}")], ids=["lists", "objects"])
+async def test_deeply_nested_json_is_a_400_and_the_server_keeps_serving(
+    serve, digits_path, digits_model, path, opening, closing
+):
+    clf, X, _ = digits_model
+    client = await serve(make_config(digits_path))
+    nested = opening * 5000 + b"1" + closing * 5000
+    if path == "/predict":
+        raw = b'{"instances":' + nested + b"}"
+    else:
+        raw = b'{"inputs":[{"name":"x","shape":[1,64],"datatype":"FP64","data":' + nested + b"}]}"
+    response = await client.post(path, data=raw)
+    assert response.status == 400
+    assert "nested" in (await response.json())["error"]
+    good, answer, _ = await post_json(client, "/predict", {"instances": X[:2].tolist()})
+    assert (good, answer) == (200, {"predictions": clf.predict(X[:2]).tolist()})

@@ -67,3 +67,54 @@ def test_a_busy_port_exits_1_with_the_address(digits_path, capsys):
         code = main(["--model-path", digits_path, "--model-name", "digits", "--port", str(port)], environ={})
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def _sha256(path) -> str:
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_a_model_file_that_does_not_match_its_hash_is_never_unpickled(tmp_path, digits_path, capsys):
+    """A file swapped after the spec recorded its hash: refused before joblib runs its code."""
+    expected = _sha256(digits_path)
+    swapped = tmp_path / "swapped.joblib"
+    marker = tmp_path / "the-pickle-ran"
+    swapped.write_bytes(
+        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    )  # a pickle that runs a command when loaded
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["--model-path", str(swapped), "--model-name", "digits", "--port", "0",
+             "--model-sha256", expected],
+            environ={},
+        )  # fmt: skip
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"has SHA-256 {_sha256(swapped)}, not the {expected} recorded" in err
+    assert not marker.exists()
+
+
+def test_a_matching_hash_loads(digits_path):
+    from mltoolkit.serving.model import load_model
+
+    assert load_model(digits_path, "digits", _sha256(digits_path)).n_features == 64
+
+
+def test_library_versions_that_differ_from_the_installed_ones_exit_2(digits_path, capsys):
+    from importlib.metadata import version
+
+    numpy = version("numpy")
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["--model-path", digits_path, "--model-name", "digits", "--port", "0",
+             "--library-versions", f"numpy={numpy},scikit-learn=0.0.1,not-a-real-package-xyz=1.0"],
+            environ={},
+        )  # fmt: skip
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    installed = version("scikit-learn")
+    assert f"scikit-learn: the model was pickled with scikit-learn 0.0.1; this environment has scikit-learn {installed} installed" in err
+    assert "not-a-real-package-xyz: the model was pickled with not-a-real-package-xyz 1.0; this environment does not have it installed" in err
+    assert "numpy:" not in err  # the matching one is not reported

@@ -133,3 +133,29 @@ def test_dumps_is_strict_json_even_for_nan_predictions():
     assert json.loads(dumps({"predictions": [1.5, float("nan"), float("inf")]})) == {
         "predictions": [1.5, None, None]
     }
+
+
+def _nested_lists(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+def _nested_objects(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+def _infer_with_data(data: bytes) -> bytes:
+    return b'{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP64","data":' + data + b"}]}"
+
+
+@pytest.mark.parametrize("depth", [100, 1000, 1023, 1024, 1025, 5000, 100_000])
+@pytest.mark.parametrize("nesting", [_nested_lists, _nested_objects], ids=["lists", "objects"])
+def test_any_depth_of_nesting_is_a_400(depth, nesting):
+    """Deep nesting used to escape as RecursionError (a 500) past orjson's depth limit."""
+    for parse, raw in (
+        (parse_predict_request, b'{"instances":' + nesting(depth) + b"}"),
+        (parse_infer_request, _infer_with_data(nesting(depth))),
+        (parse_predict_request, nesting(depth)),  # the whole body nested
+    ):
+        with pytest.raises(RequestError) as caught:
+            parse(raw, None)
+        assert caught.value.status == 400

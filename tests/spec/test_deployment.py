@@ -107,3 +107,67 @@ def test_from_dict_rejects_unknown_keys(model):
     data["replica"] = 3
     with pytest.raises(SpecError, match="DeploymentSpec.replica"):
         DeploymentSpec.from_dict(data)
+
+
+def test_from_object_records_the_hash_and_library_versions(model):
+    import hashlib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    content = Path(model.path).read_bytes()
+    assert model.sha256 == hashlib.sha256(content).hexdigest()
+    assert Path(model.path).name == f"digits-{model.sha256[:16]}.joblib"
+    assert model.library_versions == {
+        name: version(name) for name in ("joblib", "numpy", "scikit-learn")
+    }
+
+
+def test_from_object_writes_the_model_for_the_owner_only(model):
+    from pathlib import Path
+
+    assert Path(model.path).stat().st_mode & 0o777 == 0o600
+
+
+def test_from_object_replaces_a_same_named_file_with_other_content(tmp_path, digits_model):
+    """A file planted under the content-hash name used to be reused (and served) unchecked."""
+    import joblib
+    from pathlib import Path
+
+    clf, X, _ = digits_model
+    first = ModelSpec.from_object(clf, name="digits", directory=tmp_path)
+    Path(first.path).write_bytes(b"planted")
+    second = ModelSpec.from_object(clf, name="digits", directory=tmp_path)
+    assert second.path == first.path
+    assert (joblib.load(second.path).predict(X[:3]) == clf.predict(X[:3])).all()
+
+
+def test_the_model_package_of_a_third_party_class_is_recorded():
+    import pandas as pd
+    from importlib.metadata import version
+
+    from mltoolkit.spec.libraries import library_versions
+
+    assert library_versions(pd.Series([1.0]))["pandas"] == version("pandas")
+    assert "pandas" not in library_versions(object())
+
+
+def test_a_spec_saved_before_versions_were_recorded_still_loads(model):
+    """An older record has neither sha256 nor library_versions: the hash is taken from the file
+    now, and no versions are checked."""
+    data = DeploymentSpec(model=model).to_dict()
+    assert data["model"]["library_versions"] == model.library_versions
+    for key in ("sha256", "library_versions"):
+        del data["model"][key]
+    old = DeploymentSpec.from_dict(data)
+    assert old.model.library_versions == {}
+    assert old.model.sha256 == model.sha256
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("sha256", "abc"), ("sha256", "A" * 64), ("library_versions", {"numpy": 2}),
+     ("library_versions", ["numpy"]), ("library_versions", {"a=b": "1"})],
+)  # fmt: skip
+def test_bad_hash_or_versions_are_named(model, field, value):
+    with pytest.raises(SpecError, match=f"ModelSpec.{field}"):
+        ModelSpec(name="digits", path=model.path, **{field: value})
