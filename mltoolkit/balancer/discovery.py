@@ -31,6 +31,7 @@ in group ``discovery.k8s.io``, in the Service's namespace, nothing else.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import inspect
 import ipaddress
@@ -372,6 +373,53 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+# -------------------------------------------------------------------------------------------
+# The command line: python -m mltoolkit.balancer --discover-service SVC [...]
+# -------------------------------------------------------------------------------------------
+
+#: DiscoveryConfig / KubeAPIConfig field -> the option that sets it, so errors name what was typed
+OPTION_OF_FIELD = {
+    "DiscoveryConfig.service": "--discover-service",
+    "DiscoveryConfig.port_name": "--discover-port-name",
+    "KubeAPIConfig.namespace": "--discover-namespace",
+}
+
+
+def add_discovery_options(parser: argparse.ArgumentParser) -> None:
+    """``--discover-service``, ``--discover-namespace``, ``--discover-port-name``."""
+    group = parser.add_argument_group("replicas found through Kubernetes (in a pod; instead of --replica)")
+    group.add_argument(
+        "--discover-service", metavar="SERVICE", default=None,
+        help="follow the EndpointSlices of this Service: its ready pods are the replicas",
+    )  # fmt: skip
+    group.add_argument(
+        "--discover-namespace", metavar="NAMESPACE", default=None,
+        help="the Service's namespace (default: the pod's own)",
+    )  # fmt: skip
+    group.add_argument(
+        "--discover-port-name", metavar="NAME", default=DEFAULT_PORT_NAME,
+        help="the Service port whose endpoints are the replicas (default %(default)s)",
+    )  # fmt: skip
+
+
+def discovery_from_args(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+) -> tuple[KubeAPIConfig, DiscoveryConfig] | None:
+    """The API access and discovery settings the options ask for; None without --discover-service.
+
+    Raises ``SpecError`` (see ``OPTION_OF_FIELD`` for the option) or ``DiscoveryError`` (not in a
+    pod, no service-account token).
+    """
+    if not args.discover_service:
+        return None
+    config = DiscoveryConfig(service=args.discover_service, port_name=args.discover_port_name)
+    api = KubeAPIConfig.in_cluster(args.discover_namespace, environ=environ, service_account_dir=service_account_dir)
+    return api, config
 
 
 # -------------------------------------------------------------------------------------------

@@ -21,9 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiohttp
+from typing import AsyncIterator
 
+import aiohttp
+from aiohttp import web
+
+from mltoolkit.balancer.app import BALANCER_KEY
 from mltoolkit.balancer.config import ReplicaTarget
+from mltoolkit.balancer.discovery import DiscoveryConfig, EndpointSliceFollower, KubeAPIConfig
 from mltoolkit.balancer.policies import ReplicaState
 from mltoolkit.balancer.proxy import _NO_AUTO_HEADERS, POOL_KEEPALIVE_S, Balancer
 
@@ -108,3 +113,24 @@ class BalancerMembership:
         """Wait until every drained replica's in-flight requests have finished."""
         while self.draining:
             await asyncio.gather(*list(self.draining.values()), return_exceptions=True)
+
+
+def attach_discovery(app: web.Application, api: KubeAPIConfig, config: DiscoveryConfig) -> None:
+    """Make the balancer app follow ``config.service``'s EndpointSlices while it runs.
+
+    The follower starts after the balancer (``create_app`` registers that first) and lists before
+    the app listens, so the first request already sees the ready replicas; a refused service
+    account stops the start-up with a ``DiscoveryError`` that says which permission is missing.
+    """
+
+    async def follow(app: web.Application) -> AsyncIterator[None]:
+        membership = BalancerMembership(app[BALANCER_KEY])
+        follower = EndpointSliceFollower(api, config, membership)
+        try:
+            await follower.start()
+            yield
+        finally:
+            await follower.stop()
+            await membership.drained()
+
+    app.cleanup_ctx.append(follow)

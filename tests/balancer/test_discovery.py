@@ -457,3 +457,72 @@ async def test_real_replicas_join_within_their_update_and_a_terminating_one_fini
     assert [s.name for s in running.balancer.states] == ["pod-b"]
     assert running.balancer.states[0].node == "node-b"
     assert follower.counters.errors == 0
+
+
+# -- the command line and the app ------------------------------------------------------------------
+
+
+def test_discovery_options_build_the_configs(tmp_path: Path):
+    import argparse
+
+    from mltoolkit.balancer.discovery import OPTION_OF_FIELD, add_discovery_options, discovery_from_args
+
+    parser = argparse.ArgumentParser()
+    add_discovery_options(parser)
+    for name in ("token", "ca.crt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "namespace").write_text("pods-namespace")
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+
+    def parse(*argv: str) -> Any:
+        return discovery_from_args(parser.parse_args(argv), environ=environ, service_account_dir=tmp_path)
+
+    assert parse() is None  # no --discover-service: the static --replica list
+    api, config = parse("--discover-service", "digits-replicas")
+    assert (config.service, config.port_name, api.namespace) == ("digits-replicas", "http", "pods-namespace")
+    api, config = parse("--discover-service", "digits-replicas", "--discover-namespace", "mltoolkit",
+                        "--discover-port-name", "serving")  # fmt: skip
+    assert (config.port_name, api.namespace, api.url) == ("serving", "mltoolkit", "https://10.96.0.1:443")
+    with pytest.raises(SpecError) as error:
+        parse("--discover-service", "Not_A_Service")
+    assert OPTION_OF_FIELD[error.value.field] == "--discover-service"
+    with pytest.raises(SpecError) as error:
+        parse("--discover-service", "digits", "--discover-namespace", "Bad_NS")
+    assert OPTION_OF_FIELD[error.value.field] == "--discover-namespace"
+
+
+async def test_an_app_with_discovery_attached_routes_to_the_listed_replicas(api, replicas, client, tmp_path):
+    from aiohttp import web
+
+    from mltoolkit.balancer import BalancerConfig, create_app
+    from mltoolkit.balancer.membership import attach_discovery
+
+    first = await replicas("pod-a")
+    second = await replicas("pod-b")
+    api.put(endpoint_slice("digits-b", SERVICE, [endpoint("127.0.0.1", "pod-b", "node-2")], port=second.port))
+    token = Path(tmp_path) / "token"
+    token.write_text(TOKEN)
+    try:
+        app = create_app(BalancerConfig(replicas=(ReplicaTarget("pod-a", first.url),)))
+        attach_discovery(app, KubeAPIConfig(url=api.url, namespace=NAMESPACE, token_path=token, ca_path=None),
+                         DiscoveryConfig(service=SERVICE, backoff_initial_s=0.02, backoff_max_s=0.1))  # fmt: skip
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            async with client.get(f"http://{host}:{port}/-/replicas") as response:
+                listed = {r["name"]: r["node"] for r in (await response.json())["replicas"]}
+            assert listed == {"pod-a": "", "pod-b": "node-2"}  # listed before the app listened
+            for _ in range(4):
+                async with client.post(f"http://{host}:{port}/predict", json={"instances": [[1, 2]]}) as response:
+                    assert response.status == 200
+            assert second.predicts >= 1
+        finally:
+            await runner.cleanup()
+        # the follower stopped with the app: its watch is gone (the fake sees it on its next write)
+        api.put(endpoint_slice("digits-c", SERVICE, [endpoint("127.0.0.1", "pod-c", "node-3")], port=1))
+        await wait_until(lambda: api.watches == [], what="the watch to end")
+    finally:
+        token.unlink()
