@@ -115,7 +115,12 @@ class BalancerMembership:
             await asyncio.gather(*list(self.draining.values()), return_exceptions=True)
 
 
-def attach_discovery(app: web.Application, api: KubeAPIConfig, config: DiscoveryConfig) -> None:
+def attach_discovery(
+    app: web.Application,
+    api: KubeAPIConfig,
+    config: DiscoveryConfig,
+    membership: type[BalancerMembership] = BalancerMembership,
+) -> None:
     """Make the balancer app follow ``config.service``'s EndpointSlices while it runs.
 
     The follower starts after the balancer (``create_app`` registers that first) and lists before
@@ -124,13 +129,13 @@ def attach_discovery(app: web.Application, api: KubeAPIConfig, config: Discovery
     """
 
     async def follow(app: web.Application) -> AsyncIterator[None]:
-        membership = BalancerMembership(app[BALANCER_KEY])
-        follower = EndpointSliceFollower(api, config, membership)
+        replicas = membership(app[BALANCER_KEY])
+        follower = EndpointSliceFollower(api, config, replicas)
         try:
             await follower.start()
             yield
         finally:
             await follower.stop()
-            await membership.drained()
+            await replicas.drained()
 
     app.cleanup_ctx.append(follow)
