@@ -222,3 +222,60 @@ def test_an_image_model_gets_the_same_tier(tier_run):
     result = run_tier(image_model)
     container = only(result, "kubernetes:apps/v1:Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == IMAGE  # the balancer comes from the mltoolkit image, not the model's
+
+
+# -- in the whole program ---------------------------------------------------------------------------
+
+
+def test_the_external_service_points_at_the_balancer_pods_and_replicas_stay_internal(sketch_run):
+    front = sketch_run.named("digits-service").inputs
+    assert (front["spec"]["type"], front["spec"]["loadBalancerSourceRanges"]) == ("LoadBalancer", [ALLOWED])
+    tier_pods = sketch_run.named("digits-balancer-deployment").inputs["spec"]["template"]["metadata"]["labels"]
+    assert front["spec"]["selector"] == {"app.kubernetes.io/name": "digits-balancer"}
+    assert set(front["spec"]["selector"].items()) <= set(tier_pods.items())
+    model_pods = sketch_run.named("digits-deployment").inputs["spec"]["template"]["metadata"]["labels"]
+    assert not set(front["spec"]["selector"].items()) <= set(model_pods.items())
+    replicas = sketch_run.named("digits-balancer-replica-service").inputs
+    assert replicas["spec"]["type"] == "ClusterIP"
+    assert set(replicas["spec"]["selector"].items()) <= set(model_pods.items())
+    # the tier runs the stack's serving image and the default BalancerSpec policy
+    container = sketch_run.named("digits-balancer-deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["args"][container["args"].index("--policy") + 1] == "ewma"
+    # the front Service waits for the tier (a dependency on a component is one on its children),
+    # and the tier for the model's namespace
+    assert sketch_run.named("digits-balancer-deployment").urn in sketch_run.named("digits-service").dependencies
+    assert sketch_run.named("digits-namespace").urn in sketch_run.named("digits-balancer-role").dependencies
+
+
+def test_l7_ingress_reaches_the_balancer_pods(deployment):
+    from tests.gcp.conftest import run
+
+    result = run(make_cluster(load_balancer="l7"), deployment)
+    ingress = result.named("digits-ingress").inputs
+    assert ingress["spec"]["defaultBackend"]["service"]["name"] == "digits"
+    front = result.named("digits-service").inputs
+    assert front["spec"]["selector"] == {"app.kubernetes.io/name": "digits-balancer"}
+    health = result.named("digits-backend-config").inputs["spec"]["healthCheck"]
+    assert (health["requestPath"], health["port"]) == ("/-/health", 8080)
+
+
+def test_plan_counts_the_tier_on_the_nodes_not_as_a_line_item(model):
+    from mltoolkit.gcp.plan import plan
+
+    result = plan(make_cluster(), make_deployment(model), labels={"owner": "alice"})
+    tier_rows = result.resources[result.resources["parent"] == "balancer-tier"]
+    assert sorted(tier_rows["name"]) == [
+        "digits-balancer-deployment", "digits-balancer-disruption-budget", "digits-balancer-replica-service",
+        "digits-balancer-role", "digits-balancer-role-binding", "digits-balancer-service-account",
+    ]  # fmt: skip
+    assert not result.costs["resource"].str.startswith("digits-balancer").any()
+    assert any("balancer tier runs 2 pod(s) of 250m CPU" in note for note in result.notes)
+
+
+def test_a_model_name_too_long_for_the_tier_is_refused_before_the_program_runs(model_file):
+    from mltoolkit.gcp.program import build_program
+
+    long_model = ModelSpec.from_file(model_file, name="m" * 60)
+    with pytest.raises(SpecError, match="ModelSpec.name"):
+        build_program(make_cluster(), make_deployment(long_model))
