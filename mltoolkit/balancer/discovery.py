@@ -523,6 +523,12 @@ class EndpointSliceFollower:
                 delay = self.backoff.next_delay()
                 logger.warning("discovery: %s: %s; retrying in %.2f s", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
+            except Exception:  # the data plane failed a decision: start over from a fresh list
+                self.counters.errors += 1
+                logger.exception("discovery: applying a change failed; listing again")
+                self.endpoints = {name: e for name, e in self.endpoints.items() if not e.routable}
+                need_list = True
+                await asyncio.sleep(self.backoff.next_delay())
 
     def _check(self, status: int, body: bytes, what: str) -> None:
         if status == 410:

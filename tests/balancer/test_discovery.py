@@ -526,3 +526,22 @@ async def test_an_app_with_discovery_attached_routes_to_the_listed_replicas(api,
         await wait_until(lambda: api.watches == [], what="the watch to end")
     finally:
         token.unlink()
+
+
+async def test_a_data_plane_that_fails_a_decision_gets_it_again_from_a_fresh_list(api, follow):
+    class FailingOnce(RecordingReplicas):
+        failed = False
+
+        def add_replica(self, target: ReplicaTarget) -> None:
+            if target.name == "pod-b" and not self.failed:
+                self.failed = True
+                raise RuntimeError("pool could not open")
+            super().add_replica(target)
+
+    api.put(two_pods(b_ready=False))
+    replicas = FailingOnce()
+    follower = await follow(replicas)
+    await wait_until(lambda: api.count(watch="1") == 1, what="the watch")
+    api.put(two_pods())
+    await wait_until(lambda: "pod-b" in replicas.active, what="pod-b added after the failure")
+    assert replicas.failed and follower.counters.errors == 1 and follower.counters.lists == 2
