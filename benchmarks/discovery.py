@@ -42,7 +42,7 @@ from aiohttp import web  # noqa: E402
 
 from mltoolkit.balancer import BALANCER_KEY, BalancerConfig, ReplicaTarget, create_app  # noqa: E402
 from mltoolkit.balancer.discovery import DiscoveryConfig, KubeAPIConfig  # noqa: E402
-from mltoolkit.balancer.membership import BalancerMembership, attach_discovery  # noqa: E402
+from mltoolkit.balancer.membership import ProxyEngine, attach_discovery  # noqa: E402
 from mltoolkit.quickstart import train_digits  # noqa: E402
 from tests.balancer.fake_endpointslices import NAMESPACE, TOKEN, FakeEndpointSliceAPI, endpoint, endpoint_slice  # noqa: E402
 from tests.serving.process import start_server  # noqa: E402
@@ -56,8 +56,8 @@ def slice_of(name: str, url: str, **conditions: bool) -> dict:
     return endpoint_slice(f"digits-{name}", SERVICE, [endpoint("127.0.0.1", name, "node-1", **conditions)], port=port)
 
 
-class Timed(BalancerMembership):
-    """The real adapter, noting when decisions reached the data plane."""
+class Timed(ProxyEngine):
+    """The engine's membership calls, noting when decisions reached it."""
 
     events: dict[str, float] = {}
     in_flight_at_drain: dict[str, int] = {}
@@ -67,10 +67,10 @@ class Timed(BalancerMembership):
         Timed.events[f"add {target.name}"] = asyncio.get_running_loop().time()
 
     async def drain_replica(self, name: str) -> None:
-        state = self._state(name)
+        state = self.state(name)
         Timed.in_flight_at_drain[name] = state.in_flight if state else -1
-        await super().drain_replica(name)
         Timed.events[f"drain {name}"] = asyncio.get_running_loop().time()
+        await super().drain_replica(name)  # leaves the policy's list before its first await
 
 
 async def run(repetitions: int, clients: int, slowdown: float, model_path: str, workdir: Path) -> list[dict]:
@@ -87,7 +87,7 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
     api.put(slice_of("pod-0", current.url))
     app = create_app(BalancerConfig(replicas=(ReplicaTarget("pod-0", current.url, "node-1"),)))
     attach_discovery(app, KubeAPIConfig(url=api.url, namespace=NAMESPACE, token_path=token, ca_path=None),
-                     DiscoveryConfig(service=SERVICE), membership=Timed)  # fmt: skip
+                     DiscoveryConfig(service=SERVICE), engine=Timed)  # fmt: skip
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

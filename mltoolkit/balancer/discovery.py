@@ -254,6 +254,69 @@ async def apply_decisions(replicas: ReplicaSet, planned: Iterable[Decision]) -> 
         logger.info("discovery: %s %s", decision.action, decision.name)
 
 
+class ReplicaEngine(Protocol):
+    """The routing engine's own membership calls (``proxy.Balancer`` of the data plane):
+    ``add_replica`` probes and adds a new name (a name in use is an error); ``drain_replica``
+    stops new requests, returns when those in flight have finished, and forgets the replica."""
+
+    async def add_replica(self, target: ReplicaTarget) -> None: ...
+
+    async def drain_replica(self, name: str) -> None: ...
+
+
+class EngineReplicaSet:
+    """Discovery's ``ReplicaSet`` over a ``ReplicaEngine``: idempotent, and never blocking.
+
+    Each replica's operations run in order in the background (a drain waits for its requests in
+    flight; an add of the same name, say a pod ready again, waits for that drain), so one slow
+    drain does not hold up the changes of other replicas. ``initial``: the replicas the engine
+    starts with. A failed operation is logged and counted in ``failures``.
+    """
+
+    def __init__(self, engine: ReplicaEngine, initial: Iterable[ReplicaTarget] = ()) -> None:
+        self.engine = engine
+        self.active: dict[str, ReplicaTarget] = {t.name: t for t in initial}
+        self.failures = 0
+        self._tails: dict[str, asyncio.Task[None]] = {}
+
+    def _then(self, name: str, step: Any) -> None:
+        previous = self._tails.get(name)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await step()
+            except Exception:
+                self.failures += 1
+                logger.exception("discovery: the data plane failed an operation on replica %s", name)
+
+        task = asyncio.create_task(run(), name=f"replica-{name}")
+        self._tails[name] = task
+        task.add_done_callback(lambda done: self._tails.pop(name) if self._tails.get(name) is done else None)
+
+    def add_replica(self, target: ReplicaTarget) -> None:
+        known = self.active.get(target.name)
+        if known is not None and (known.url, known.node) == (target.url, target.node):
+            return
+        if known is not None:  # the pod's address changed: the old one goes first
+            self._then(target.name, lambda: self.engine.drain_replica(target.name))
+        self.active[target.name] = target
+        self._then(target.name, lambda: self.engine.add_replica(target))
+
+    def drain_replica(self, name: str) -> None:
+        if self.active.pop(name, None) is not None:
+            self._then(name, lambda: self.engine.drain_replica(name))
+
+    def remove_replica(self, name: str) -> None:
+        self.drain_replica(name)
+
+    async def settled(self) -> None:
+        """Wait until every operation started so far has finished (drains included)."""
+        while self._tails:
+            await asyncio.gather(*list(self._tails.values()), return_exceptions=True)
+
+
 # -------------------------------------------------------------------------------------------
 # Configuration
 # -------------------------------------------------------------------------------------------

@@ -1,26 +1,27 @@
-"""``BalancerMembership``: discovery's ``ReplicaSet`` over the routing engine of ``proxy.Balancer``.
+"""Replicas joining and leaving a running ``proxy.Balancer`` of today, and discovery on its app.
 
-Discovery (``mltoolkit.balancer.discovery``) decides which replicas to add, drain or remove; this
-adapter performs it on a running ``Balancer``:
+``ProxyEngine`` gives today's routing engine (aiohttp pools) the two membership calls the data
+plane's new engine has itself (``discovery.ReplicaEngine``):
 
-- **add**: a new ``ReplicaState`` with its own connection pool, probed once (so a replica that
-  is not answering yet starts out of rotation), then probed in the background like the static
-  ones; the policy sees it from the next request on. A known name at another URL is replaced
-  (the old one drained).
-- **drain / remove**: the replica leaves the list the policy chooses from at once, so it gets no
-  new request; requests already sent to it finish on its pool, which is closed when the last
-  one is answered.
+- ``add_replica(target)``: a new ``ReplicaState`` with its own connection pool, probed once (a
+  replica not answering yet starts out of rotation), then probed in the background like the
+  static ones; the policy sees it from the next request on. A name in use is an error.
+- ``drain_replica(name)``: the replica leaves the list the policy chooses from at once, so it
+  gets no new request; returns when the requests already sent to it have finished on its pool,
+  which is then closed.
 
-It uses the Balancer's attributes (``states``, ``_pools``, ``_watchers``, ``_probe_once``,
-``_watch``, ``_notify``): it is the bridge until the data plane offers the same calls itself,
-at which point this file shrinks to nothing.
+It reaches into the Balancer (``states``, ``_pools``, ``_watchers``, ``_probe_once``, ``_watch``,
+``_notify``). When the data plane's engine lands, this module goes: its ``Balancer`` has both calls,
+so discovery uses ``EngineReplicaSet(balancer, config.replicas)`` directly.
+
+``attach_discovery(app, api, config)`` makes a balancer app follow a Service's EndpointSlices
+while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-
 from typing import AsyncIterator
 
 import aiohttp
@@ -28,21 +29,20 @@ from aiohttp import web
 
 from mltoolkit.balancer.app import BALANCER_KEY
 from mltoolkit.balancer.config import ReplicaTarget
-from mltoolkit.balancer.discovery import DiscoveryConfig, EndpointSliceFollower, KubeAPIConfig
+from mltoolkit.balancer.discovery import DiscoveryConfig, EndpointSliceFollower, EngineReplicaSet, KubeAPIConfig
 from mltoolkit.balancer.policies import ReplicaState
 from mltoolkit.balancer.proxy import _NO_AUTO_HEADERS, POOL_KEEPALIVE_S, Balancer
 
 logger = logging.getLogger("mltoolkit.balancer.membership")
 
-DRAIN_POLL_S = 0.05
+DRAIN_POLL_S = 0.02
 
 
-class BalancerMembership:
-    """Add, drain and remove replicas of a started ``Balancer`` while it serves."""
+class ProxyEngine:
+    """``add_replica`` / ``drain_replica`` on a started ``Balancer`` while it serves."""
 
     def __init__(self, balancer: Balancer) -> None:
         self.balancer = balancer
-        self.draining: dict[str, asyncio.Task[None]] = {}  # by the drained state's id
         # Balancer.start() makes one watcher per static replica, in the order of its states
         self._watchers: dict[str, asyncio.Task[None]] = (
             dict(zip((s.name for s in balancer.states), balancer._watchers))
@@ -50,7 +50,7 @@ class BalancerMembership:
             else {}
         )
 
-    def _state(self, name: str) -> ReplicaState | None:
+    def state(self, name: str) -> ReplicaState | None:
         return next((s for s in self.balancer.states if s.name == name), None)
 
     def _pool(self) -> aiohttp.ClientSession:
@@ -66,11 +66,8 @@ class BalancerMembership:
 
     async def add_replica(self, target: ReplicaTarget) -> None:
         balancer = self.balancer
-        known = self._state(target.name)
-        if known is not None:
-            if (known.url, known.node) == (target.url, target.node):
-                return
-            await self.drain_replica(target.name)
+        if self.state(target.name) is not None or target.name in balancer._pools:
+            raise ValueError(f"replica name {target.name!r} is already in use")
         state = ReplicaState(name=target.name, url=target.url, node=target.node, weight=target.weight)
         balancer._pools[state.name] = self._pool()
         await balancer._probe_once(state)
@@ -79,12 +76,13 @@ class BalancerMembership:
         balancer._watchers.append(watcher)
         self._watchers[state.name] = watcher
         balancer._notify()
+        logger.info("replica %s added (%s)", target.name, target.url)
 
     async def drain_replica(self, name: str) -> None:
         balancer = self.balancer
-        state = self._state(name)
+        state = self.state(name)
         if state is None:
-            return
+            raise ValueError(f"no replica named {name!r}; the replicas are {[s.name for s in balancer.states]}")
         balancer.states.remove(state)  # no new request chooses it from now on
         balancer._notify()
         watcher = self._watchers.pop(name, None)
@@ -92,34 +90,20 @@ class BalancerMembership:
             watcher.cancel()
             if watcher in balancer._watchers:
                 balancer._watchers.remove(watcher)
+        logger.info("replica %s draining (%d in flight)", name, state.in_flight)
+        while state.in_flight > 0:
+            await asyncio.sleep(DRAIN_POLL_S)
         pool = balancer._pools.pop(name, None)
-        key = f"{name}@{id(state)}"
-        self.draining[key] = asyncio.create_task(self._close_when_idle(key, state, pool))
-
-    async def remove_replica(self, name: str) -> None:
-        await self.drain_replica(name)
-
-    async def _close_when_idle(self, key: str, state: ReplicaState, pool: aiohttp.ClientSession | None) -> None:
-        try:
-            while state.in_flight > 0:
-                await asyncio.sleep(DRAIN_POLL_S)
-            if pool is not None:
-                await pool.close()
-            logger.info("replica %s drained (%d served)", state.name, state.served)
-        finally:
-            self.draining.pop(key, None)
-
-    async def drained(self) -> None:
-        """Wait until every drained replica's in-flight requests have finished."""
-        while self.draining:
-            await asyncio.gather(*list(self.draining.values()), return_exceptions=True)
+        if pool is not None:
+            await pool.close()
+        logger.info("replica %s removed (%d served)", name, state.served)
 
 
 def attach_discovery(
     app: web.Application,
     api: KubeAPIConfig,
     config: DiscoveryConfig,
-    membership: type[BalancerMembership] = BalancerMembership,
+    engine: type[ProxyEngine] = ProxyEngine,
 ) -> None:
     """Make the balancer app follow ``config.service``'s EndpointSlices while it runs.
 
@@ -129,13 +113,14 @@ def attach_discovery(
     """
 
     async def follow(app: web.Application) -> AsyncIterator[None]:
-        replicas = membership(app[BALANCER_KEY])
+        balancer = app[BALANCER_KEY]
+        replicas = EngineReplicaSet(engine(balancer), balancer.config.replicas)
         follower = EndpointSliceFollower(api, config, replicas)
         try:
             await follower.start()
             yield
         finally:
             await follower.stop()
-            await replicas.drained()
+            await replicas.settled()
 
     app.cleanup_ctx.append(follow)

@@ -26,7 +26,8 @@ from mltoolkit.balancer.discovery import (
     decisions,
     endpoints_from_slices,
 )
-from mltoolkit.balancer.membership import BalancerMembership
+from mltoolkit.balancer.discovery import EngineReplicaSet
+from mltoolkit.balancer.membership import ProxyEngine
 from mltoolkit.errors import SpecError
 
 from .fake_endpointslices import NAMESPACE, TOKEN, FakeEndpointSliceAPI, endpoint, endpoint_slice
@@ -160,6 +161,76 @@ def test_backoff_doubles_with_jitter_up_to_the_maximum_and_resets():
         assert ceiling / 2 <= delay <= ceiling
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+# -- the data plane's side: EngineReplicaSet over an engine with the data plane's semantics ------------
+
+
+class FakeEngine:
+    """Membership calls as the data plane's engine has them: a name in use is an error; a drain
+    returns once the replica's requests in flight have finished (here: when the test says)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = set(names)
+        self.calls: list[tuple[str, str]] = []
+        self.in_flight: dict[str, asyncio.Event] = {}
+
+    async def add_replica(self, target: ReplicaTarget) -> None:
+        if target.name in self.names:
+            raise ValueError(f"replica name {target.name!r} is already in use")
+        self.calls.append(("add", target.url))
+        self.names.add(target.name)
+
+    async def drain_replica(self, name: str) -> None:
+        if name not in self.names:
+            raise ValueError(f"no replica named {name!r}")
+        self.calls.append(("drain", name))
+        if name in self.in_flight:
+            await self.in_flight[name].wait()
+        self.names.discard(name)
+        self.calls.append(("drained", name))
+
+
+def target(name: str, port: int = 8080) -> ReplicaTarget:
+    return ReplicaTarget(name, f"http://10.0.0.1:{port}", "node-1")
+
+
+async def test_engine_replica_set_is_idempotent_and_orders_each_replicas_operations():
+    engine = FakeEngine("a")
+    replicas = EngineReplicaSet(engine, [target("a")])
+    replicas.add_replica(target("a"))  # the static replica, listed again: nothing to do
+    replicas.drain_replica("nobody")  # unknown: nothing to do
+    replicas.add_replica(target("b"))
+    await replicas.settled()
+    assert engine.calls == [("add", "http://10.0.0.1:8080")] and engine.names == {"a", "b"}
+    engine.calls.clear()
+    # b drains slowly (a request in flight); meanwhile b is ready again and c arrives
+    engine.in_flight["b"] = asyncio.Event()
+    replicas.drain_replica("b")
+    replicas.add_replica(target("b", 9090))
+    replicas.add_replica(target("c"))
+    await wait_until(lambda: ("add", "http://10.0.0.1:8080") in engine.calls, what="c added")
+    assert engine.calls == [("drain", "b"), ("add", "http://10.0.0.1:8080")]  # c is not held up by b
+    engine.in_flight["b"].set()
+    await replicas.settled()
+    assert engine.calls[2:] == [("drained", "b"), ("add", "http://10.0.0.1:9090")]  # b again, after its drain
+    # a pod at a new address: the old one drains first
+    engine.calls.clear()
+    replicas.add_replica(target("a", 7070))
+    replicas.remove_replica("c")
+    await replicas.settled()
+    of_a = [c for c in engine.calls if c[1] in ("a", "http://10.0.0.1:7070")]
+    assert of_a == [("drain", "a"), ("drained", "a"), ("add", "http://10.0.0.1:7070")]
+    assert [c for c in engine.calls if c[1] == "c"] == [("drain", "c"), ("drained", "c")]
+    assert sorted(replicas.active) == ["a", "b"] and replicas.failures == 0
+
+
+async def test_engine_replica_set_counts_what_the_engine_refuses():
+    engine = FakeEngine("a")
+    replicas = EngineReplicaSet(engine)  # told nothing of the engine's static replica "a"
+    replicas.add_replica(target("a"))
+    await replicas.settled()
+    assert replicas.failures == 1
 
 
 # -- the follower against the fake API, with a recording data plane ---------------------------------
@@ -374,13 +445,13 @@ def slice_for(name: str, url: str, **conditions: Any) -> dict[str, Any]:
     return endpoint_slice(f"digits-{name}", SERVICE, [item], port=port)
 
 
-class TimedMembership(BalancerMembership):
-    """The real adapter, noting when each decision reached the data plane and what was in flight."""
+class TimedEngine(ProxyEngine):
+    """The engine's membership calls, noting when each reached it and what was in flight."""
 
     def __init__(self, balancer: Any) -> None:
         super().__init__(balancer)
         self.added_at: dict[str, float] = {}
-        self.drained_at: dict[str, float] = {}
+        self.drained_at: dict[str, float] = {}  # when the replica stopped getting new requests
         self.in_flight_at_drain: dict[str, int] = {}
 
     async def add_replica(self, target: ReplicaTarget) -> None:
@@ -388,10 +459,10 @@ class TimedMembership(BalancerMembership):
         self.added_at[target.name] = asyncio.get_running_loop().time()
 
     async def drain_replica(self, name: str) -> None:
-        state = self._state(name)
+        state = self.state(name)
         self.in_flight_at_drain[name] = state.in_flight if state is not None else -1
-        await super().drain_replica(name)
         self.drained_at[name] = asyncio.get_running_loop().time()
+        await super().drain_replica(name)  # leaves the policy's list before its first await
 
 
 async def test_real_replicas_join_within_their_update_and_a_terminating_one_finishes_its_requests(
@@ -401,8 +472,9 @@ async def test_real_replicas_join_within_their_update_and_a_terminating_one_fini
     b = await replica_processes("pod-b", slowdown=30.0)
     api.put(slice_for("pod-a", a.url))
     running = await start_balancer([ReplicaTarget("pod-a", a.url, "node-a")], health_interval_s=0.25)
-    membership = TimedMembership(running.balancer)
-    follower = await follow(membership)
+    membership = TimedEngine(running.balancer)
+    replicas = EngineReplicaSet(membership, running.balancer.config.replicas)
+    follower = await follow(replicas)
     assert [s.name for s in running.balancer.states] == ["pod-a"]
 
     loop = asyncio.get_running_loop()
@@ -444,7 +516,7 @@ async def test_real_replicas_join_within_their_update_and_a_terminating_one_fini
         finally:
             stop.set()
             await asyncio.gather(*clients)
-        await membership.drained()
+        await replicas.settled()
 
     failed = [a for a in answers if a[1] != 200]
     assert failed == []
