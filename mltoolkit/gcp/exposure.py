@@ -1,5 +1,9 @@
 """ModelEndpoint: how the model is reached from outside the cluster, and from where.
 
+The Service (named after the model) selects the balancer tier's pods (``BalancerTier``), which
+route to the model-server pods by the ``BalancerSpec`` policy; the L7 health check asks the
+balancer's ``/-/health``.
+
 - ``load_balancer="l4"``: a Service of type LoadBalancer (a regional passthrough network load
   balancer); GKE turns its ``loadBalancerSourceRanges`` — the spec's allowed CIDRs — into firewall
   rules.
@@ -19,7 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from mltoolkit.gcp import manifests
+from mltoolkit.gcp import balancer_manifests, manifests
 from mltoolkit.spec.cluster import ClusterSpec
 
 #: Cloud Armor accepts at most this many ranges in one rule
@@ -54,7 +58,7 @@ class ModelEndpointArgs:
     cluster: ClusterSpec
     model_name: str
     provider: k8s.Provider
-    #: the ModelServing component (its namespace must exist first)
+    #: what must exist first: the BalancerTier (after ModelServing and its namespace)
     serving: pulumi.Resource
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -102,7 +106,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 )
                 policy_name = self.security_policy.name
             config = pulumi.Output.from_input(policy_name).apply(
-                lambda policy: manifests.backend_config(model, args.labels, policy)
+                lambda policy: balancer_manifests.front_backend_config(model, args.labels, policy)
             )
             self.backend_config = k8s.apiextensions.CustomResource(
                 f"{model}-backend-config",
@@ -112,7 +116,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 spec=config.apply(lambda c: c["spec"]),
                 opts=k8s_opts,
             )
-        service = manifests.service(model, spec, args.labels)
+        service = balancer_manifests.front_service(model, spec, args.labels)  # to the balancer pods
         self.service = k8s.core.v1.Service(
             f"{model}-service",
             metadata=service["metadata"],

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 import pandas as pd
 
 from mltoolkit.gcp import costs, images, prices
+from mltoolkit.gcp.balancer_manifests import BalancerTierSpec
+from mltoolkit.gcp.balancer_tier import capacity_note
 from mltoolkit.gcp.key_settings import key_settings
 from mltoolkit.gcp.mock_runtime import MockRun, RegisteredResource, run_program
 from mltoolkit.gcp.mocks import CloudMocks
@@ -157,6 +159,7 @@ def _notes(cluster: ClusterSpec, deployment: DeploymentSpec, items: list[costs.L
             f"write cloudbuild.json with mltoolkit.gcp.images.write_cloud_build_config, then run "
             f"`{command}` from the mltoolkit source tree."
         )
+    notes.append(capacity_note(cluster, deployment, BalancerTierSpec()))
     missing = costs.unpriced(items)
     if missing:
         notes.append(f"No price in the table for: {', '.join(missing)} (counted as $0).")

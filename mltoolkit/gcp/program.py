@@ -4,7 +4,9 @@ It composes one ComponentResource per job (each in its own module): ``Registry``
 Registry + model bucket), ``Network`` (VPC-native subnet, NAT for private nodes), ``GkeCluster``
 (cluster, node pools, node service account), ``KubernetesAccess`` (kubeconfig + provider),
 ``ModelDelivery`` (model file → bucket, Workload Identity), ``ModelServing`` (namespace,
-Deployment, HPA, PDB) and ``ModelEndpoint`` (Service / Ingress, source ranges).
+Deployment, HPA, PDB), ``BalancerTier`` (the model's balancer in the cluster, finding the replicas
+through their ClusterIP Service's EndpointSlices) and ``ModelEndpoint`` (Service / Ingress, source
+ranges, in front of the balancer pods).
 
 Model delivery, the choice made here (no Docker engine on the user's machine):
 
@@ -34,7 +36,8 @@ from typing import Callable, Mapping
 import pulumi
 
 from mltoolkit.errors import SpecError
-from mltoolkit.gcp import catalog, images, manifests
+from mltoolkit.gcp import balancer_manifests, catalog, images, manifests
+from mltoolkit.gcp.balancer_tier import BalancerTier, BalancerTierArgs
 from mltoolkit.gcp.cluster import GkeCluster, GkeClusterArgs
 from mltoolkit.gcp.delivery import ModelDelivery, ModelDeliveryArgs
 from mltoolkit.gcp.exposure import ModelEndpoint, ModelEndpointArgs
@@ -50,7 +53,9 @@ MANAGED_BY = "mltoolkit"
 NODE_RESERVED_FRACTION = 0.1
 
 #: the program's components, in the order it declares them (plans list resources in this order)
-COMPONENTS = ("registry", "network", "cluster", "kubernetes", "model-delivery", "model-serving", "endpoint")
+COMPONENTS = (
+    "registry", "network", "cluster", "kubernetes", "model-delivery", "model-serving", "balancer-tier", "endpoint",
+)
 
 EXPORTS = (
     "registry_url",
@@ -108,6 +113,7 @@ def build_program(
         raise SpecError("deployment", deployment, "a DeploymentSpec")
     all_labels = program_labels(cluster, labels)
     check_replica_fits(cluster, deployment)
+    balancer_manifests.check_model_name(deployment.model.name)
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
         raise SpecError("ModelSpec.path", model.path, "an existing model file")
@@ -175,10 +181,21 @@ def build_program(
             ),
             opts=pulumi.ResourceOptions(depends_on=[delivery] if delivery else None),
         )
+        # the balancer runs from the mltoolkit image, whatever image serves the model
+        tier = BalancerTier(
+            "balancer-tier",
+            BalancerTierArgs(
+                deployment=deployment,
+                provider=access.provider,
+                image=cluster.serving_image or registry.registry_url.apply(images.default_serving_image),
+                serving=serving,
+                labels=all_labels,
+            ),
+        )
         endpoint = ModelEndpoint(
             "endpoint",
             ModelEndpointArgs(
-                cluster=cluster, model_name=model.name, provider=access.provider, serving=serving, labels=all_labels
+                cluster=cluster, model_name=model.name, provider=access.provider, serving=tier, labels=all_labels
             ),
         )
         pulumi.export("registry_url", registry.registry_url)
