@@ -2,8 +2,9 @@
 terminating one fails anything.
 
 Setup, all on 127.0.0.1: the fake Kubernetes API of the tests (tests/balancer/fake_endpointslices.py)
-serving the EndpointSlices of Service ``digits``; the balancer in this process (``create_app``,
-default policy) following them (``attach_discovery``); real model-server processes
+serving the EndpointSlices of Service ``digits``; the balancer's data plane in this process
+(``start_server``, default policy) following them (``EndpointSliceFollower`` over
+``EngineReplicaSet(balancer)``, as ``--discover-service`` does); real model-server processes
 (``python -m mltoolkit.serving``, the digits model, ``--slowdown`` so requests stay in flight)
 behind it; CLIENTS closed-loop clients sending ``/predict`` all the time.
 
@@ -38,11 +39,15 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import joblib  # noqa: E402
-from aiohttp import web  # noqa: E402
 
-from mltoolkit.balancer import BALANCER_KEY, BalancerConfig, ReplicaTarget, create_app  # noqa: E402
-from mltoolkit.balancer.discovery import DiscoveryConfig, KubeAPIConfig  # noqa: E402
-from mltoolkit.balancer.membership import ProxyEngine, attach_discovery  # noqa: E402
+from mltoolkit.balancer import Balancer, BalancerConfig, ReplicaTarget  # noqa: E402
+from mltoolkit.balancer import start_server as start_balancer  # noqa: E402
+from mltoolkit.balancer.discovery import (  # noqa: E402
+    DiscoveryConfig,
+    EndpointSliceFollower,
+    EngineReplicaSet,
+    KubeAPIConfig,
+)
 from mltoolkit.quickstart import train_digits  # noqa: E402
 from tests.balancer.fake_endpointslices import NAMESPACE, TOKEN, FakeEndpointSliceAPI, endpoint, endpoint_slice  # noqa: E402
 from tests.serving.process import start_server  # noqa: E402
@@ -56,21 +61,23 @@ def slice_of(name: str, url: str, **conditions: bool) -> dict:
     return endpoint_slice(f"digits-{name}", SERVICE, [endpoint("127.0.0.1", name, "node-1", **conditions)], port=port)
 
 
-class Timed(ProxyEngine):
-    """The engine's membership calls, noting when decisions reached it."""
+class Timed:
+    """The data plane's membership calls, noting when decisions reached it."""
 
-    events: dict[str, float] = {}
-    in_flight_at_drain: dict[str, int] = {}
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.events: dict[str, float] = {}
+        self.in_flight_at_drain: dict[str, int] = {}
 
     async def add_replica(self, target: ReplicaTarget) -> None:
-        await super().add_replica(target)
-        Timed.events[f"add {target.name}"] = asyncio.get_running_loop().time()
+        await self.balancer.add_replica(target)
+        self.events[f"add {target.name}"] = asyncio.get_running_loop().time()
 
     async def drain_replica(self, name: str) -> None:
-        state = self.state(name)
-        Timed.in_flight_at_drain[name] = state.in_flight if state else -1
-        Timed.events[f"drain {name}"] = asyncio.get_running_loop().time()
-        await super().drain_replica(name)  # leaves the policy's list before its first await
+        state = next((s for s in self.balancer.states if s.name == name), None)
+        self.in_flight_at_drain[name] = state.in_flight if state else -1
+        self.events[f"drain {name}"] = asyncio.get_running_loop().time()
+        await self.balancer.drain_replica(name)  # out of the policy's choice before its first await
 
 
 async def run(repetitions: int, clients: int, slowdown: float, model_path: str, workdir: Path) -> list[dict]:
@@ -85,14 +92,15 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
 
     current = await asyncio.to_thread(replica, "pod-0")
     api.put(slice_of("pod-0", current.url))
-    app = create_app(BalancerConfig(replicas=(ReplicaTarget("pod-0", current.url, "node-1"),)))
-    attach_discovery(app, KubeAPIConfig(url=api.url, namespace=NAMESPACE, token_path=token, ca_path=None),
-                     DiscoveryConfig(service=SERVICE), engine=Timed)  # fmt: skip
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    url = f"http://{host}:{port}/predict"
+    server = await start_balancer(BalancerConfig(replicas=(ReplicaTarget("pod-0", current.url, "node-1"),)))
+    timed = Timed(server.balancer)
+    follower = EndpointSliceFollower(
+        KubeAPIConfig(url=api.url, namespace=NAMESPACE, token_path=token, ca_path=None),
+        DiscoveryConfig(service=SERVICE),
+        EngineReplicaSet(timed, server.config.replicas),
+    )
+    await follower.start()
+    url = f"{server.url}/predict"
     answers: list[tuple[float, int, str]] = []
     stop = asyncio.Event()
     rows = {"instances": [[0.0] * 64 for _ in range(20)]}
@@ -128,15 +136,15 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
                 api.put(slice_of(name, fresh.url))
                 await until(lambda: any(r == name for s, _, r in answers if s >= updated))
                 first = min(s for s, _, r in answers if r == name)
-                join_s, add_s = first - updated, Timed.events[f"add {name}"] - updated
-                balancer = app[BALANCER_KEY]
+                join_s, add_s = first - updated, timed.events[f"add {name}"] - updated
+                balancer = server.balancer
                 await until(lambda: any(s.name == old and s.in_flight > 0 for s in balancer.states))
                 count = len(answers)
                 updated = loop.time()
                 api.put(slice_of(old, current.url, ready=False, serving=True, terminating=True))
                 current.process.send_signal(signal.SIGTERM)
-                await until(lambda: f"drain {old}" in Timed.events)
-                drained = Timed.events[f"drain {old}"]
+                await until(lambda: f"drain {old}" in timed.events)
+                drained = timed.events[f"drain {old}"]
                 await until(lambda: current.process.poll() is not None)
                 await until(lambda: len(answers) >= count + 20)
                 api.delete(f"digits-{old}")
@@ -144,14 +152,15 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
                 failed = sum(1 for _, status, _ in answers[count:] if status != 200)
                 results.append({
                     "join_s": join_s, "add_s": add_s, "drain_s": drained - updated, "late": late,
-                    "failed": failed, "in_flight": Timed.in_flight_at_drain[old],
+                    "failed": failed, "in_flight": timed.in_flight_at_drain[old],
                     "exit": current.process.returncode,
                 })  # fmt: skip
                 current = fresh
         finally:
             stop.set()
             await asyncio.gather(*tasks)
-            await runner.cleanup()
+            await follower.stop()
+            await server.close()
             await api.stop()
             for server in started:
                 await asyncio.to_thread(server.stop)

@@ -87,6 +87,9 @@ class BalancerConfig:
     keep-alive connection is closed after ``client_idle_timeout_s``; at most
     ``max_client_connections`` are open at once (one more gets a 503). ``reuse_port`` binds with
     SO_REUSEPORT so several balancer processes can share one port.
+    ``discovered``: replicas also join and leave while the balancer runs (``--discover-service``),
+    so ``replicas`` may be empty at start (requests get a 503 "no replica yet" until one joins);
+    ``to_cli_args`` leaves the discovery options to the caller.
     """
 
     replicas: tuple[ReplicaTarget, ...]
@@ -105,12 +108,16 @@ class BalancerConfig:
     client_idle_timeout_s: float = 60.0
     max_client_connections: int = 8192
     reuse_port: bool = False
+    discovered: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, (list, tuple)):
             object.__setattr__(self, "replicas", tuple(self.replicas))
-        if not isinstance(self.replicas, tuple) or not self.replicas:
-            raise SpecError("BalancerConfig.replicas", self.replicas, "one or more ReplicaTarget")
+        if not isinstance(self.discovered, bool):
+            raise SpecError("BalancerConfig.discovered", self.discovered, "True or False")
+        if not isinstance(self.replicas, tuple) or not (self.replicas or self.discovered):
+            allowed = "ReplicaTarget items" if self.discovered else "one or more ReplicaTarget"
+            raise SpecError("BalancerConfig.replicas", self.replicas, allowed)
         seen: set[str] = set()
         for replica in self.replicas:
             if not isinstance(replica, ReplicaTarget):

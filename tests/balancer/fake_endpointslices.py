@@ -12,7 +12,8 @@ It keeps the API server's behaviour that discovery depends on:
 - a version older than the last ``compact()`` is gone: the watch answers 200 and one ERROR event
   with a 410 Status (what the real server does for a too-old version), or, with
   ``gone_as_status=True``, a 410 answer;
-- a bearer token (401 Status otherwise), and ``fail_next(n, status)`` for API errors.
+- a bearer token (401 Status otherwise), and ``fail_next(n, status)`` for API errors;
+- HTTPS when given an ``ssl_context`` (as the in-cluster API is), else HTTP.
 
 The objects are shaped as the EndpointSlice controller writes them (``endpoint_slice``).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +96,7 @@ class FakeEndpointSliceAPI:
     requests: list[dict[str, str]] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
     watches: list[_Watch] = field(default_factory=list)
+    ssl_context: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
     url: str = ""
 
@@ -152,10 +155,10 @@ class FakeEndpointSliceAPI:
         app.router.add_get("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", self._endpointslices)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if self.ssl_context else 'http'}://{host}:{port}"
         return self
 
     async def stop(self) -> None:

@@ -27,7 +27,6 @@ from mltoolkit.balancer.discovery import (
     endpoints_from_slices,
 )
 from mltoolkit.balancer.discovery import EngineReplicaSet
-from mltoolkit.balancer.membership import ProxyEngine
 from mltoolkit.errors import SpecError
 
 from .fake_endpointslices import NAMESPACE, TOKEN, FakeEndpointSliceAPI, endpoint, endpoint_slice
@@ -445,24 +444,27 @@ def slice_for(name: str, url: str, **conditions: Any) -> dict[str, Any]:
     return endpoint_slice(f"digits-{name}", SERVICE, [item], port=port)
 
 
-class TimedEngine(ProxyEngine):
-    """The engine's membership calls, noting when each reached it and what was in flight."""
+class TimedEngine:
+    """The data plane's membership calls, noting when each reached it and what was in flight."""
 
     def __init__(self, balancer: Any) -> None:
-        super().__init__(balancer)
+        self.balancer = balancer
         self.added_at: dict[str, float] = {}
         self.drained_at: dict[str, float] = {}  # when the replica stopped getting new requests
         self.in_flight_at_drain: dict[str, int] = {}
 
+    def state(self, name: str) -> Any:
+        return next((s for s in self.balancer.states if s.name == name), None)
+
     async def add_replica(self, target: ReplicaTarget) -> None:
-        await super().add_replica(target)
+        await self.balancer.add_replica(target)
         self.added_at[target.name] = asyncio.get_running_loop().time()
 
     async def drain_replica(self, name: str) -> None:
         state = self.state(name)
         self.in_flight_at_drain[name] = state.in_flight if state is not None else -1
         self.drained_at[name] = asyncio.get_running_loop().time()
-        await super().drain_replica(name)  # leaves the policy's list before its first await
+        await self.balancer.drain_replica(name)  # no new request chooses it from before its first await
 
 
 async def test_real_replicas_join_within_their_update_and_a_terminating_one_finishes_its_requests(
@@ -563,41 +565,142 @@ def test_discovery_options_build_the_configs(tmp_path: Path):
     assert OPTION_OF_FIELD[error.value.field] == "--discover-namespace"
 
 
-async def test_an_app_with_discovery_attached_routes_to_the_listed_replicas(api, replicas, client, tmp_path):
-    from aiohttp import web
+def test_the_command_line_needs_replicas_or_discovery_and_starts_with_none_under_discovery(tmp_path: Path):
+    from mltoolkit.balancer.cli import command_from_args
 
-    from mltoolkit.balancer import BalancerConfig, create_app
-    from mltoolkit.balancer.membership import attach_discovery
+    for name, text in (("token", TOKEN), ("ca.crt", "x"), ("namespace", NAMESPACE)):
+        (tmp_path / name).write_text(text)
+    environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(discovery_module, "SERVICE_ACCOUNT_DIR", tmp_path)
+        config, found = command_from_args(["--port", "0", "--discover-service", SERVICE], environ=environ)
+    assert config.replicas == () and config.discovered
+    api_config, settings = found
+    assert (api_config.url, api_config.namespace, settings.service) == ("https://127.0.0.1:6443", NAMESPACE, SERVICE)
+    config, found = command_from_args(["--port", "0", "--replica", "a=http://127.0.0.1:9001"], environ={})
+    assert found is None and not config.discovered
 
-    first = await replicas("pod-a")
-    second = await replicas("pod-b")
-    api.put(endpoint_slice("digits-b", SERVICE, [endpoint("127.0.0.1", "pod-b", "node-2")], port=second.port))
-    token = Path(tmp_path) / "token"
-    token.write_text(TOKEN)
+
+@pytest.mark.parametrize(
+    "argv, environ, message",
+    [
+        (["--port", "0"], {}, "the replicas are missing: give --replica NAME=URL[@NODE]"),
+        (["--port", "0", "--discover-service", SERVICE], {}, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT"),
+        (["--port", "0", "--discover-service", "Bad_Name"], {}, "argument --discover-service: 'Bad_Name'"),
+    ],
+)
+def test_the_command_line_names_what_is_missing_or_wrong(argv, environ, message, capsys):
+    from mltoolkit.balancer.cli import command_from_args
+
+    with pytest.raises(SystemExit) as info:
+        command_from_args(argv, environ=environ)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_config_without_replicas_is_refused_unless_discovered():
+    from mltoolkit.balancer import BalancerConfig
+
+    with pytest.raises(SpecError) as error:
+        BalancerConfig(replicas=())
+    assert error.value.field == "BalancerConfig.replicas"
+    assert BalancerConfig(replicas=(), discovered=True).replicas == ()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as the in-cluster CA and API server's."""
+    import subprocess
+
+    cert, key = tmp_path / "api.crt", tmp_path / "api.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_the_balancer_process_follows_the_service_and_routes_to_a_replica_it_found(
+    tls_files, tmp_path, replica_processes, monkeypatch
+):
+    """``python -m mltoolkit.balancer --discover-service``, as in a pod: the in-cluster API over
+    TLS with the service-account token and CA; no replica at first (503), then a real replica
+    process added by an EndpointSlice event gets the traffic through the balancer process."""
+    import os
+    import ssl
+    import subprocess
+    import sys
+
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    api = await FakeEndpointSliceAPI(ssl_context=context).start()
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(TOKEN)
+    (account / "ca.crt").write_bytes(cert.read_bytes())
+    (account / "namespace").write_text(NAMESPACE)
+    port = api.url.rsplit(":", 1)[1]
+    # the balancer reads its service account where every pod has it; here, from a test directory
+    bootstrap = (
+        "import sys, pathlib; from mltoolkit.balancer import discovery, cli; "
+        f"discovery.SERVICE_ACCOUNT_DIR = pathlib.Path({str(account)!r}); "
+        "sys.exit(cli.main(sys.argv[1:]))"
+    )
+    stderr = open(tmp_path / "balancer.stderr", "wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", bootstrap, "--port", "0", "--health-interval", "0.1",
+        "--discover-service", SERVICE,
+        stdout=asyncio.subprocess.PIPE, stderr=stderr,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+             "KUBERNETES_SERVICE_PORT": port},
+    )  # fmt: skip
+    stderr.close()
     try:
-        app = create_app(BalancerConfig(replicas=(ReplicaTarget("pod-a", first.url),)))
-        attach_discovery(app, KubeAPIConfig(url=api.url, namespace=NAMESPACE, token_path=token, ca_path=None),
-                         DiscoveryConfig(service=SERVICE, backoff_initial_s=0.02, backoff_max_s=0.1))  # fmt: skip
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            async with client.get(f"http://{host}:{port}/-/replicas") as response:
-                listed = {r["name"]: r["node"] for r in (await response.json())["replicas"]}
-            assert listed == {"pod-a": "", "pod-b": "node-2"}  # listed before the app listened
-            for _ in range(4):
-                async with client.post(f"http://{host}:{port}/predict", json={"instances": [[1, 2]]}) as response:
-                    assert response.status == 200
-            assert second.predicts >= 1
-        finally:
-            await runner.cleanup()
-        # the follower stopped with the app: its watch is gone (the fake sees it on its next write)
-        api.put(endpoint_slice("digits-c", SERVICE, [endpoint("127.0.0.1", "pod-c", "node-3")], port=1))
-        await wait_until(lambda: api.watches == [], what="the watch to end")
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert "listening on http://127.0.0.1:" in line, (line, (tmp_path / "balancer.stderr").read_text())
+        assert f"Service {SERVICE} in {NAMESPACE}" in line
+        url = line.split("listening on ")[1].split()[0]
+        assert api.count(labelSelector=f"kubernetes.io/service-name={SERVICE}") >= 1  # listed before listening
+        rows = {"instances": [[0.0] * 64]}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.post(f"{url}/predict", json=rows) as response:
+                assert response.status == 503
+                assert "no replica yet" in (await response.json())["error"]
+            replica = await replica_processes("pod-a")
+            api.put(slice_for("pod-a", replica.url))  # the pod became ready
+            served: list[str] = []
+
+            async def routed_to_pod_a() -> bool:
+                async with session.post(f"{url}/predict", json=rows) as response:
+                    if response.status == 200:
+                        served.append(response.headers.get("X-Replica", ""))
+                return "pod-a" in served
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await routed_to_pod_a():
+                assert asyncio.get_running_loop().time() < deadline, "pod-a never got traffic"
+                await asyncio.sleep(0.05)
+            async with session.get(f"{url}/-/replicas") as response:
+                listed = [(r["name"], r["node"], r["url"]) for r in (await response.json())["replicas"]]
+            assert listed == [("pod-a", "node-a", replica.url)]
+            # the pod terminates: its endpoint is no longer ready, so it leaves the balancer
+            api.put(slice_for("pod-a", replica.url, ready=False, serving=True, terminating=True))
+            for _ in range(600):
+                async with session.get(f"{url}/-/replicas") as response:
+                    if not (await response.json())["replicas"]:
+                        break
+                await asyncio.sleep(0.05)
+            async with session.post(f"{url}/predict", json=rows) as response:
+                assert response.status == 503
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
     finally:
-        token.unlink()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await api.stop()
 
 
 async def test_a_data_plane_that_fails_a_decision_gets_it_again_from_a_fresh_list(api, follow):
