@@ -28,7 +28,7 @@ from typing import Any, Callable, Coroutine, Mapping, Sequence
 from mltoolkit.balancer import discovery
 from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget, parse_replica
 from mltoolkit.balancer.policies import policy_names
-from mltoolkit.balancer.server import raise_open_file_limit, start_server
+from mltoolkit.balancer.server import BalancerServer, ClientConnection, raise_open_file_limit, start_server
 from mltoolkit.errors import SpecError
 
 logger = logging.getLogger("mltoolkit.balancer.cli")
@@ -50,6 +50,7 @@ _OPTION_OF_FIELD = {
     "BalancerConfig.client_body_timeout_s": "--client-body-timeout",
     "BalancerConfig.client_idle_timeout_s": "--client-idle-timeout",
     "BalancerConfig.max_client_connections": "--max-client-connections",
+    "BalancerConfig.admin_port": "--admin-port",
 }
 
 
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     parser.add_argument("--reuse-port", action="store_true",
                         help="bind with SO_REUSEPORT, so several balancer processes share the port")
+    parser.add_argument("--admin-port", type=int, default=None,
+                        help="also listen on this port of this process alone (same routes), to read "
+                             "its /-/health and /-/metrics when several processes share --port")
     discovery.add_discovery_options(parser)
     return parser
 
@@ -191,6 +195,7 @@ def command_from_args(
             client_idle_timeout_s=args.client_idle_timeout,
             max_client_connections=args.max_client_connections,
             reuse_port=args.reuse_port,
+            admin_port=args.admin_port,
             discovered=found is not None,
         )
     except SpecError as exc:
@@ -220,7 +225,10 @@ async def serve(
     server = await start_server(config)
     follower: discovery.EndpointSliceFollower | None = None
     replicas = discovery.EngineReplicaSet(server.balancer, config.replicas)
+    admin: asyncio.AbstractServer | None = None
     try:
+        if config.admin_port is not None:
+            admin = await _listen_admin(server, config)
         if found is not None:
             api, settings = found
             follower = discovery.EndpointSliceFollower(api, settings, replicas)
@@ -230,6 +238,8 @@ async def serve(
             on_listening(server.url)
         await stop.wait()
     finally:
+        if admin is not None:
+            admin.close()
         if follower is not None:
             await follower.stop()
             try:  # drains under way finish their requests in flight
@@ -240,6 +250,21 @@ async def serve(
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+
+async def _listen_admin(server: BalancerServer, config: BalancerConfig) -> asyncio.AbstractServer:
+    """This process's own port (``--admin-port``): the same connections and routes as ``--port``."""
+    loop = asyncio.get_running_loop()
+    try:
+        admin = await loop.create_server(lambda: ClientConnection(server), config.host, config.admin_port)
+    except OSError as exc:
+        await server.close()
+        raise AdminPortError(f"cannot listen on {config.host}:{config.admin_port} (--admin-port): {exc}") from exc
+    return admin
+
+
+class AdminPortError(OSError):
+    pass
 
 
 async def _first_or_stop(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -276,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         replicas = f"{len(config.replicas)} replicas"
         if found is not None:
             replicas += f" + those of Service {found[1].service} in {found[0].namespace}"
-        print(f"mltoolkit balancer listening on {url} (policy {config.policy}, {replicas})", flush=True)
+        admin = f", admin on http://{config.host}:{config.admin_port}" if config.admin_port else ""
+        print(f"mltoolkit balancer listening on {url} (policy {config.policy}, {replicas}{admin})", flush=True)
 
     raise_open_file_limit()
     try:
@@ -284,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner.run(serve(config, on_listening=announce, found=found))
     except discovery.DiscoveryError as exc:
         print(f"error: --discover-service: {exc}", file=sys.stderr)
+        return 1
+    except AdminPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: cannot listen on {config.host}:{config.port} (--host/--port): {exc}", file=sys.stderr)

@@ -87,6 +87,9 @@ class BalancerConfig:
     keep-alive connection is closed after ``client_idle_timeout_s``; at most
     ``max_client_connections`` are open at once (one more gets a 503). ``reuse_port`` binds with
     SO_REUSEPORT so several balancer processes can share one port.
+    ``admin_port``: a second, private port of this process only (not shared with SO_REUSEPORT),
+    serving the same routes, so its ``/-/health`` and ``/-/metrics`` can be asked of this one
+    process when several share ``port``.
     ``discovered``: replicas also join and leave while the balancer runs (``--discover-service``),
     so ``replicas`` may be empty at start (requests get a 503 "no replica yet" until one joins);
     ``to_cli_args`` leaves the discovery options to the caller.
@@ -108,6 +111,7 @@ class BalancerConfig:
     client_idle_timeout_s: float = 60.0
     max_client_connections: int = 8192
     reuse_port: bool = False
+    admin_port: int | None = None
     discovered: bool = False
 
     def __post_init__(self) -> None:
@@ -148,6 +152,10 @@ class BalancerConfig:
         )
         if not isinstance(self.reuse_port, bool):
             raise SpecError("BalancerConfig.reuse_port", self.reuse_port, "True or False")
+        if self.admin_port is not None:
+            _check_number("BalancerConfig.admin_port", self.admin_port, 1, 65535, whole=True)
+            if self.admin_port == self.port:
+                raise SpecError("BalancerConfig.admin_port", self.admin_port, f"a port other than --port {self.port}")
 
     @classmethod
     def from_spec(
@@ -183,6 +191,8 @@ class BalancerConfig:
         ]  # fmt: skip
         if self.reuse_port:
             args.append("--reuse-port")
+        if self.admin_port is not None:
+            args += ["--admin-port", str(self.admin_port)]
         for replica in self.replicas:
             node = f"@{replica.node}" if replica.node else ""
             args += ["--replica", f"{replica.name}={replica.url}{node}"]

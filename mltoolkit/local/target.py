@@ -34,7 +34,9 @@ from mltoolkit.local.commands import (
     check_runnable_locally,
     plan_frame,
     plan_processes,
+    ports_needed,
 )
+from mltoolkit.local.balancers import merge_replica_reports
 from mltoolkit.local.errors import LocalTargetError
 from mltoolkit.local.ports import free_ports
 from mltoolkit.local.processes import (
@@ -245,7 +247,7 @@ class LocalTarget:
 
     def _start(self, spec: Any, say: Progress) -> None:
         """One attempt: record, start every process, wait for health. Raises on failure."""
-        specs = self._plan_processes(spec, free_ports(spec.replicas + 1))
+        specs = self._plan_processes(spec, free_ports(ports_needed(spec)))
         deployment_id = new_deployment_id(spec.model.name)
         log_dir = self._store.log_dir(deployment_id)
         record = DeploymentRecord(
@@ -269,7 +271,9 @@ class LocalTarget:
             self._record = record
             self._store.write(record)  # before anything starts
         atexit.register(self.down)
-        say(f"starting {spec.replicas} replica(s) and a balancer; logs in {log_dir}")
+        balancers = spec.balancer.balancers
+        front = "a balancer" if balancers == 1 else f"{balancers} balancers on one port"
+        say(f"starting {spec.replicas} replica(s) and {front}; logs in {log_dir}")
         for process_spec, process_record in zip(specs, record.processes):
             self._launch(process_spec, process_record)
 
@@ -431,7 +435,8 @@ class LocalTarget:
 
     def status(self) -> pd.DataFrame:
         """One row per process: role, name, node, slowdown (replicas' emulated slowness), pid,
-        port, alive, restarts, url, log."""
+        port, alive, restarts, url (where this process alone answers: with K > 1 balancers, each
+        one's admin port; ``port`` is the shared endpoint port), log."""
         columns = [
             "role", "name", "node", "slowdown", "pid", "port", "alive", "restarts", "url", "log",
         ]  # fmt: skip
@@ -446,7 +451,7 @@ class LocalTarget:
                     "port": m.spec.port,
                     "alive": m.popen.poll() is None,
                     "restarts": m.record.restarts,
-                    "url": m.spec.url,
+                    "url": m.spec.own_url,
                     "log": m.record.log_path,
                 }
                 for m in self._processes
@@ -517,6 +522,21 @@ class LocalTarget:
                 raise SpecError("name", name, f"one of the processes {names}")
             return log_tail(matches[0].record.log_path, lines=lines)
 
+    def kill_balancer(self, name: str | None = None) -> int:
+        """SIGKILL one balancer (the first without ``name``); the supervisor restarts it. With
+        ``BalancerSpec.balancers`` > 1 the others keep serving the endpoint. Returns its pid."""
+        with self._lock:
+            balancers = [m for m in self._processes if m.spec.role == BALANCER]
+            if not balancers:
+                raise LocalTargetError("LocalTarget is not up: there is no balancer to kill")
+            names = [m.spec.name for m in balancers]
+            if name is not None and name not in names:
+                raise SpecError("name", name, f"one of the balancers {names}")
+            popen = balancers[names.index(name) if name is not None else 0].popen
+            if popen.poll() is None:
+                os.kill(popen.pid, signal.SIGKILL)
+            return popen.pid
+
     def kill_replica(self, name: str) -> int:
         """SIGKILL one replica (to watch failover); the supervisor restarts it. Returns its pid."""
         with self._lock:
@@ -547,10 +567,12 @@ class LocalTarget:
         return next(m for m in self._processes if m.spec.name == name)
 
     def _balancer_replicas(self) -> dict[str, Any]:
+        """``GET /-/replicas`` of every balancer, merged (counts summed over K balancers)."""
         if self._endpoint is None and self._record is None:
             raise LocalTargetError("LocalTarget is not up: call up(spec) first")
-        answer: dict[str, Any] = http_get_json(self._find(BALANCER).spec.url + "/-/replicas")
-        return answer
+        with self._lock:
+            urls = [m.spec.own_url for m in self._processes if m.spec.role == BALANCER]
+        return merge_replica_reports([http_get_json(url + "/-/replicas") for url in urls])
 
     def _all_replicas_healthy(self) -> bool:
         try:

@@ -382,3 +382,61 @@ def test_a_hung_replica_is_killed_and_restarted(make_target, spec, digits_model)
     again = target.load_test(rate=30, duration=1, X=X)
     assert (again["status"] == 200).all()
     assert "digits-1" in set(again["replica"])
+
+
+@pytest.mark.slow
+def test_two_balancers_share_the_endpoint_and_a_killed_one_fails_only_what_it_held(make_target, spec, digits_model):
+    """BalancerSpec(balancers=2): two balancer processes on the endpoint port (SO_REUSEPORT).
+    Both get connections; balancer 0 SIGKILLed 1.5 s into 100 req/s: the requests it held fail,
+    none sent after the kill does (the kernel gives new connections to the survivor), and the
+    supervisor restarts it. With balancers=1 the same kill fails ~100 requests sent after it
+    (checked: benchmarks/balancer_kill.py)."""
+    from mltoolkit.local.readiness import http_get_json, http_ok
+
+    _, X, _ = digits_model
+    target = make_target(nodes=1, node_slowdown={"node-0": 5.0})
+    endpoint = target.up(DeploymentSpec(model=spec.model, replicas=2, balancer=BalancerSpec(balancers=2)))
+    status = target.status()
+    balancers = status[status["role"] == "balancer"]
+    assert list(balancers["name"]) == ["digits-balancer-0", "digits-balancer-1"]
+    assert balancers["port"].nunique() == 1 and balancers["pid"].nunique() == 2
+    assert endpoint.url == f"http://127.0.0.1:{balancers['port'].iloc[0]}"
+    assert set(balancers["url"]).isdisjoint({endpoint.url})  # each balancer's own admin port
+
+    def served_by_each() -> list[int]:
+        documents = [http_get_json(url + "/-/metrics?format=json") for url in balancers["url"]]
+        return [sum(row["count"] for row in doc["replicas"]) for doc in documents]
+
+    warm = target.load_test(rate=50, duration=1, X=X, connections=16)
+    assert (warm["status"] == 200).all()
+    assert all(count > 0 for count in served_by_each()), served_by_each()  # both got connections
+    assert target.replica_stats()["served"].sum() == sum(served_by_each())  # merged over both
+
+    old_pid = int(balancers["pid"].iloc[0])
+    events = {}
+
+    def kill():
+        events["killed_after_s"] = time.monotonic() - timer_started
+        target.kill_balancer("digits-balancer-0")
+
+    timer_started = time.monotonic()
+    killer = threading.Timer(1.5, kill)
+    killer.start()
+    frame = target.load_test(rate=100, duration=4, X=X)
+    killer.join(timeout=60)
+    kill_s = events["killed_after_s"]  # the test's clock started after the timer: the kill came before this
+    failed = frame[frame["status"] != 200]
+    assert len(frame[frame["scheduled_s"] > kill_s]) > 150
+    sent_later = failed[failed["scheduled_s"] > kill_s + 0.05]
+    assert sent_later.empty, sent_later.to_string()
+    assert len(failed) <= 16, failed.to_string()  # at most what it held: its share of the connections
+
+    wait_for(lambda: target.status().set_index("name").loc["digits-balancer-0", "restarts"] == 1, 60)
+    restarted = target.status().set_index("name").loc["digits-balancer-0"]
+    assert restarted["pid"] != old_pid
+    wait_for(lambda: http_ok(restarted["url"] + "/-/health"), 60)
+    again = target.load_test(rate=50, duration=1, X=X, connections=16)
+    assert (again["status"] == 200).all()
+    assert served_by_each()[0] > 0  # the restarted balancer gets new connections again
+    with pytest.raises(SpecError, match="digits-balancer-1"):
+        target.kill_balancer("nope")
