@@ -5,6 +5,11 @@ list and watch EndpointSlices, nothing else) and RoleBinding, the replicas' Clus
 follows, its Deployment and PodDisruptionBudget. The external Service / Ingress stays in
 ``ModelEndpoint``; it selects the balancer pods (``balancer_manifests.front_service``).
 
+With ``BalancerTierArgs.pod_monitoring`` (off by default) it also registers a PodMonitoring
+(``monitoring.googleapis.com/v1``): Google Cloud Managed Service for Prometheus then scrapes each
+balancer pod's ``GET /-/metrics`` (per-replica counts and latency histograms of real traffic).
+GKE clusters have managed collection on by default since 1.27; the object is only a scrape target.
+
 Cost: the tier adds no line item of its own. Its pods' requests take node capacity; when the
 pools' minimum nodes cannot hold them next to the model replicas, the autoscaler adds nodes, and
 ``capacity_note`` says so (``plan()`` prices the pools at min and at max nodes).
@@ -19,7 +24,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mltoolkit.gcp import balancer_manifests as tier_manifests
-from mltoolkit.gcp import catalog
+from mltoolkit.errors import SpecError
+from mltoolkit.gcp import catalog, manifests
 from mltoolkit.gcp.balancer_manifests import BalancerTierSpec
 from mltoolkit.spec.cluster import ClusterSpec
 from mltoolkit.spec.deployment import DeploymentSpec
@@ -38,6 +44,34 @@ class BalancerTierArgs:
     serving: pulumi.Resource
     tier: BalancerTierSpec = field(default_factory=BalancerTierSpec)
     labels: dict[str, str] = field(default_factory=dict)
+    #: register a PodMonitoring so Managed Service for Prometheus scrapes the balancers' metrics
+    pod_monitoring: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pod_monitoring, bool):
+            raise SpecError("BalancerTierArgs.pod_monitoring", self.pod_monitoring, "True or False")
+
+
+#: how often Managed Service for Prometheus scrapes the balancer pods
+SCRAPE_INTERVAL = "30s"
+METRICS_PATH = "/-/metrics"
+
+
+def pod_monitoring(model_name: str, labels: dict[str, str]) -> dict:
+    """The PodMonitoring that has every balancer pod of the model scraped at ``/-/metrics``."""
+    return {
+        "apiVersion": "monitoring.googleapis.com/v1",
+        "kind": "PodMonitoring",
+        "metadata": {
+            "name": tier_manifests.tier_name(model_name),
+            "namespace": manifests.NAMESPACE,
+            "labels": tier_manifests.object_labels(model_name, labels),
+        },
+        "spec": {
+            "selector": {"matchLabels": tier_manifests.selector_labels(model_name)},
+            "endpoints": [{"port": manifests.PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}],
+        },
+    }
 
 
 def _snake(name: str) -> str:
@@ -84,6 +118,17 @@ class BalancerTier(pulumi.ComponentResource):
         self.disruption_budget = register(
             k8s.policy.v1.PodDisruptionBudget, "disruption-budget", tier_manifests.pod_disruption_budget(model, args.labels)
         )
+        self.pod_monitoring: pulumi.CustomResource | None = None
+        if args.pod_monitoring:
+            monitoring = pod_monitoring(model, args.labels)
+            self.pod_monitoring = k8s.apiextensions.CustomResource(
+                f"{base}-pod-monitoring",
+                api_version=monitoring["apiVersion"],
+                kind=monitoring["kind"],
+                metadata=monitoring["metadata"],
+                spec=monitoring["spec"],
+                opts=options(self.deployment),
+            )
         self.selector = tier_manifests.selector_labels(model)
         self.register_outputs(
             {"deployment": base, "replica_service": tier_manifests.replica_service_name(model), "replicas": args.tier.replicas}

@@ -36,7 +36,6 @@ from mltoolkit.local.commands import (
     plan_processes,
     ports_needed,
 )
-from mltoolkit.local.balancers import merge_replica_reports
 from mltoolkit.local.errors import LocalTargetError
 from mltoolkit.local.ports import free_ports
 from mltoolkit.local.processes import (
@@ -513,6 +512,30 @@ class LocalTarget:
         replicas = pd.concat(frames, ignore_index=True)
         return replicas if by == "replica" else by_node(replicas)
 
+    def latency(self, window_s: float | None = None, by: str = "replica") -> pd.DataFrame:
+        """Counts and latency quantiles of the real traffic the balancer(s) served, one row per
+        replica (``by="node"``: per node), from ``GET /-/metrics?format=json`` of each balancer,
+        summed over K balancers. ``window_s`` None: since they started; else two readings
+        ``window_s`` apart. Columns in docs/architecture.md (``mltoolkit.observe.traffic``)."""
+        from mltoolkit.observe.traffic import read_latency
+
+        if self._record is None:
+            raise LocalTargetError("LocalTarget is not up: call up(spec) first")
+        return read_latency(self._traffic_snapshot, window_s, by)
+
+    def _traffic_snapshot(self) -> Any:
+        from mltoolkit.observe.traffic import traffic_snapshot
+
+        with self._lock:
+            urls = [m.spec.own_url for m in self._processes if m.spec.role == BALANCER]
+        documents = []
+        for url in urls:
+            try:
+                documents.append(http_get_json(url + "/-/metrics?format=json"))
+            except (OSError, ValueError):
+                continue  # a balancer restarting: its counts start again from zero
+        return traffic_snapshot(documents, at=time.monotonic())
+
     def logs(self, name: str, lines: int = 20) -> str:
         """The last ``lines`` lines of one process's log (stdout and stderr together)."""
         with self._lock:
@@ -568,6 +591,8 @@ class LocalTarget:
 
     def _balancer_replicas(self) -> dict[str, Any]:
         """``GET /-/replicas`` of every balancer, merged (counts summed over K balancers)."""
+        from mltoolkit.observe.traffic import merge_replica_reports
+
         if self._endpoint is None and self._record is None:
             raise LocalTargetError("LocalTarget is not up: call up(spec) first")
         with self._lock:

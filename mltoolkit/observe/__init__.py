@@ -17,10 +17,12 @@ from mltoolkit.observe.summary import (
     summarize,
     utilization_balance,
 )
+from mltoolkit.observe.traffic import TrafficSnapshot, latency_frame, traffic_snapshot, traffic_window
 from mltoolkit.observe.utilization import ProcessRef, ProcessSampler, by_node
 
 # kube_metrics needs the `kubernetes` client (the `gcp` extra): imported on first use.
 _KUBE_METRICS_NAMES = ("KubeMetricsError", "MetricsServerUnavailableError", "node_utilization")
+_KUBE_TRAFFIC_NAMES = ("balancer_traffic",)
 
 
 def __getattr__(name: str) -> object:
@@ -28,6 +30,10 @@ def __getattr__(name: str) -> object:
         from mltoolkit.observe import kube_metrics
 
         return getattr(kube_metrics, name)
+    if name in _KUBE_TRAFFIC_NAMES:
+        from mltoolkit.observe import kube_traffic
+
+        return getattr(kube_traffic, name)
     raise AttributeError(f"module 'mltoolkit.observe' has no attribute {name!r}")
 
 
@@ -37,9 +43,12 @@ __all__ = [
     "MetricsServerUnavailableError",
     "ProcessRef",
     "ProcessSampler",
+    "TrafficSnapshot",
     "balance",
+    "balancer_traffic",
     "by_node",
     "coefficient_of_variation",
+    "latency_frame",
     "load_test",
     "node_utilization",
     "plot_cpu_by_node",
@@ -50,5 +59,7 @@ __all__ = [
     "plot_utilization",
     "served_per_replica",
     "summarize",
+    "traffic_snapshot",
+    "traffic_window",
     "utilization_balance",
 ]

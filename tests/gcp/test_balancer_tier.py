@@ -18,7 +18,7 @@ IMAGE = "us-central1-docker.pkg.dev/my-project/mltoolkit/mltoolkit-serving:0.1.0
 LABELS = {"managed-by": "mltoolkit", "owner": "alice", "expires": "20300101t0000z"}
 
 
-def run_tier(deployment, tier: BalancerTierSpec | None = None):
+def run_tier(deployment, tier: BalancerTierSpec | None = None, pod_monitoring: bool = False):
     """The tier alone, as the program registers it: a provider, the namespace, the component."""
     import pulumi
     import pulumi_kubernetes as k8s
@@ -36,7 +36,7 @@ def run_tier(deployment, tier: BalancerTierSpec | None = None):
             "balancer-tier",
             BalancerTierArgs(
                 deployment=deployment, provider=provider, image=IMAGE, serving=namespace,
-                tier=tier or BalancerTierSpec(), labels=LABELS,
+                tier=tier or BalancerTierSpec(), labels=LABELS, pod_monitoring=pod_monitoring,
             ),
         )  # fmt: skip
 
@@ -279,3 +279,25 @@ def test_a_model_name_too_long_for_the_tier_is_refused_before_the_program_runs(m
     long_model = ModelSpec.from_file(model_file, name="m" * 60)
     with pytest.raises(SpecError, match="ModelSpec.name"):
         build_program(make_cluster(), make_deployment(long_model))
+
+
+def test_a_pod_monitoring_has_the_balancer_pods_scraped_when_asked_and_only_then(tier_run, tier_deployment):
+    assert not [r for r in tier_run.resources if r.type.endswith(":PodMonitoring")]  # off by default
+    monitored = run_tier(tier_deployment, pod_monitoring=True)
+    (component,) = monitored.of_type(BalancerTier.TYPE)
+    (monitoring,) = [r for r in monitored.children_of(component) if r.type == "kubernetes:monitoring.googleapis.com/v1:PodMonitoring"]
+    # Managed Service for Prometheus's own resource: no OpenAPI schema shipped; checked field by field
+    inputs = monitoring.inputs
+    assert (inputs["apiVersion"], inputs["kind"]) == ("monitoring.googleapis.com/v1", "PodMonitoring")
+    assert inputs["metadata"]["name"] == "digits-balancer" and inputs["metadata"]["namespace"] == "mltoolkit"
+    assert inputs["metadata"]["labels"]["expires"] == "20300101t0000z"
+    assert inputs["spec"] == {
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "digits-balancer"}},
+        "endpoints": [{"port": "http", "path": "/-/metrics", "interval": "30s"}],
+    }
+    # it selects exactly the balancer pods, on the port their container names
+    pod = only(monitored, "kubernetes:apps/v1:Deployment")["spec"]["template"]
+    assert set(inputs["spec"]["selector"]["matchLabels"].items()) <= set(pod["metadata"]["labels"].items())
+    assert [p["name"] for p in pod["spec"]["containers"][0]["ports"]] == ["http"]
+    with pytest.raises(SpecError, match="BalancerTierArgs.pod_monitoring"):
+        BalancerTierArgs(deployment=tier_deployment, provider=None, image=IMAGE, serving=None, pod_monitoring="yes")

@@ -11,7 +11,6 @@ from mltoolkit.local.commands import (
     ports_needed,
     thread_env,
 )
-from mltoolkit.local.balancers import merge_replica_reports
 from mltoolkit.spec import BalancerSpec, BatchingSpec, DeploymentSpec, ModelSpec
 
 
@@ -159,17 +158,3 @@ def test_k_balancers_share_the_endpoint_port_each_with_its_own_admin_port(model_
     with pytest.raises(ValueError, match="need 6 ports"):
         plan_processes(spec, 1, [11, 12, 20])
 
-
-def test_k_balancers_reports_merge_into_one_per_replica():
-    def row(name, healthy, in_flight, served, failed):
-        return {"name": name, "url": "u", "node": "n", "healthy": healthy,
-                "in_flight": in_flight, "served": served, "failed": failed}  # fmt: skip
-
-    first = {"policy": "ewma", "replicas": [row("a", True, 1, 10, 0), row("b", True, 0, 5, 1)]}
-    second = {"policy": "ewma", "replicas": [row("a", True, 2, 7, 1), row("b", False, 1, 3, 0)]}
-    merged = merge_replica_reports([first, second])
-    assert merged["balancers"] == 2 and merged["policy"] == "ewma"
-    assert [(r["name"], r["healthy"], r["in_flight"], r["served"], r["failed"]) for r in merged["replicas"]] == [
-        ("a", True, 3, 17, 1), ("b", False, 1, 8, 1),
-    ]  # fmt: skip
-    assert merge_replica_reports([first]) == first

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pandas as pd
@@ -407,13 +408,39 @@ def test_two_balancers_share_the_endpoint_and_a_killed_one_fails_only_what_it_he
         documents = [http_get_json(url + "/-/metrics?format=json") for url in balancers["url"]]
         return [sum(row["count"] for row in doc["replicas"]) for doc in documents]
 
+    events = {}
+    # 40 requests, each on a new connection: the kernel spreads them over both balancers (all
+    # on one of them: a chance of 2 in 2**40)
+    body = json.dumps({"instances": X[:1].tolist()}).encode()
+    for _ in range(40):
+        request = urllib.request.Request(endpoint.url + "/predict", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+    assert all(count > 0 for count in served_by_each()), served_by_each()  # both got connections
     warm = target.load_test(rate=50, duration=1, X=X, connections=16)
     assert (warm["status"] == 200).all()
-    assert all(count > 0 for count in served_by_each()), served_by_each()  # both got connections
     assert target.replica_stats()["served"].sum() == sum(served_by_each())  # merged over both
 
+    # latency() of the real traffic: both balancers' histograms summed, per replica and per node
+    latency = target.latency()
+    assert list(latency["replica"]) == ["digits-0", "digits-1"] and set(latency["node"]) == {"node-0"}
+    assert latency["count"].sum() == len(warm) + 40 == sum(served_by_each())
+    assert (latency["errors"] == 0).all() and latency.attrs["balancers"] == 2
+    assert ((latency["p50_ms"] > 0) & (latency["p50_ms"] <= latency["p99_ms"])).all()
+    by_node = target.latency(by="node")
+    assert list(by_node["node"]) == ["node-0"] and by_node["count"].iloc[0] == len(warm) + 40
+    # a window counts only what was served in it: a load test running meanwhile, not the warm-up
+    loading = threading.Thread(target=lambda: events.setdefault("window_load", target.load_test(rate=40, duration=2, X=X)))
+    loading.start()
+    time.sleep(0.3)
+    window = target.latency(window_s=1.0)
+    loading.join(timeout=60)
+    assert 0 < window["count"].sum() < len(events["window_load"])
+    assert (window["window_s"] >= 1.0).all() and (window["throughput_rps"] > 0).all()
+    with pytest.raises(SpecError, match="latency.window_s"):
+        target.latency(window_s=0)
+
     old_pid = int(balancers["pid"].iloc[0])
-    events = {}
 
     def kill():
         events["killed_after_s"] = time.monotonic() - timer_started
