@@ -17,6 +17,7 @@ from urllib.parse import quote
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from mltoolkit.errors import SpecError
 from mltoolkit.observe.kube_metrics import (
     KubeMetricsError,
     _get_json,
@@ -89,56 +90,37 @@ def fetch_balancer_documents(
     return [_proxy_get(api_client, namespace, name, port, path, query, request_timeout) for name in names]
 
 
-def _with_client(kubeconfig: Any, work: Any) -> Any:
+def read_balancers(
+    kubeconfig: str | Mapping[str, Any] | k8s_client.ApiClient,
+    *,
+    namespace: str,
+    label_selector: str | Mapping[str, str],
+    port: int,
+    path: str,
+    query: Sequence[tuple[str, str]] = (),
+    request_timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """``fetch_balancer_documents`` from a kubeconfig (text or dict; or an ApiClient, left open),
+    its arguments checked first."""
+    checked_namespace = validate_namespace(namespace)
+    selector = validate_label_selector(label_selector)
+    if checked_namespace is None or selector is None:
+        raise SpecError("namespace/label_selector", (namespace, label_selector), "a namespace and a label selector")
+    settings = dict(namespace=checked_namespace, label_selector=selector, port=port, path=path, query=query,
+                    request_timeout=request_timeout)  # fmt: skip
     if isinstance(kubeconfig, k8s_client.ApiClient):
-        return work(kubeconfig)
+        return fetch_balancer_documents(kubeconfig, **settings)
     with api_client_from_kubeconfig(kubeconfig) as api_client:
-        return work(api_client)
+        return fetch_balancer_documents(api_client, **settings)
 
 
-def balancer_traffic(
-    kubeconfig: str | Mapping[str, Any] | k8s_client.ApiClient,
-    *,
-    namespace: str,
-    label_selector: str | Mapping[str, str],
-    port: int,
-    request_timeout: float = 30.0,
-) -> TrafficSnapshot:
-    """The balancer pods' per-replica traffic (``GET /-/metrics?format=json``), summed, now."""
-    namespace_checked = validate_namespace(namespace)
-    selector = validate_label_selector(label_selector)
-    assert namespace_checked is not None and selector is not None
-
-    def read(api_client: k8s_client.ApiClient) -> TrafficSnapshot:
-        documents = fetch_balancer_documents(
-            api_client, namespace=namespace_checked, label_selector=selector, port=port,
-            path=METRICS_PATH, query=[("format", "json")], request_timeout=request_timeout,
-        )  # fmt: skip
-        return traffic_snapshot(documents, at=time.monotonic())
-
-    result: TrafficSnapshot = _with_client(kubeconfig, read)
-    return result
+def balancer_traffic(kubeconfig: Any, **where: Any) -> TrafficSnapshot:
+    """The balancer pods' per-replica traffic (``GET /-/metrics?format=json``), summed, now.
+    ``where``: ``namespace``, ``label_selector``, ``port`` (and ``request_timeout``)."""
+    documents = read_balancers(kubeconfig, path=METRICS_PATH, query=[("format", "json")], **where)
+    return traffic_snapshot(documents, at=time.monotonic())
 
 
-def balancer_replica_report(
-    kubeconfig: str | Mapping[str, Any] | k8s_client.ApiClient,
-    *,
-    namespace: str,
-    label_selector: str | Mapping[str, str],
-    port: int,
-    request_timeout: float = 30.0,
-) -> dict[str, Any]:
+def balancer_replica_report(kubeconfig: Any, **where: Any) -> dict[str, Any]:
     """The balancer pods' ``GET /-/replicas`` merged (``in_flight``/``served`` summed per replica)."""
-    namespace_checked = validate_namespace(namespace)
-    selector = validate_label_selector(label_selector)
-    assert namespace_checked is not None and selector is not None
-
-    def read(api_client: k8s_client.ApiClient) -> dict[str, Any]:
-        documents = fetch_balancer_documents(
-            api_client, namespace=namespace_checked, label_selector=selector, port=port,
-            path=REPLICAS_PATH, request_timeout=request_timeout,
-        )  # fmt: skip
-        return merge_replica_reports(documents)
-
-    result: dict[str, Any] = _with_client(kubeconfig, read)
-    return result
+    return merge_replica_reports(read_balancers(kubeconfig, path=REPLICAS_PATH, **where))

@@ -467,3 +467,25 @@ def test_two_balancers_share_the_endpoint_and_a_killed_one_fails_only_what_it_he
     assert served_by_each()[0] > 0  # the restarted balancer gets new connections again
     with pytest.raises(SpecError, match="digits-balancer-1"):
         target.kill_balancer("nope")
+
+
+@pytest.mark.slow
+def test_a_hung_balancer_of_two_is_found_at_its_own_port_and_restarted(make_target, spec, digits_model):
+    """SIGSTOP one of two balancers: the shared port still answers (the other one), but its own
+    admin port does not; after liveness_timeout_s it is killed and restarted like a replica."""
+    _, X, _ = digits_model
+    target = make_target(liveness_timeout_s=1.0)
+    target.up(DeploymentSpec(model=spec.model, replicas=2, balancer=BalancerSpec(balancers=2)))
+    old_pid = int(target.status().set_index("name").loc["digits-balancer-1", "pid"])
+    os.kill(old_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: target.status().set_index("name").loc["digits-balancer-1", "restarts"] == 1, 60)
+        assert not running(old_pid)
+    finally:
+        if running(old_pid):
+            os.kill(old_pid, signal.SIGCONT)
+    assert target.status().set_index("name").loc["digits-balancer-0", "restarts"] == 0
+    assert "no answer to its health check" in target.logs("digits-balancer-1", lines=50)
+    wait_for(lambda: target.latency().attrs["balancers"] == 2, 60)  # both answer at their own ports
+    again = target.load_test(rate=30, duration=1, X=X)
+    assert (again["status"] == 200).all()
