@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import psutil
@@ -59,6 +59,9 @@ from mltoolkit.local.records import (
     new_deployment_id,
 )
 from mltoolkit.local.supervisor import Liveness, Restartable, Supervisor
+
+if TYPE_CHECKING:
+    from mltoolkit.observe.traffic import TrafficSnapshot
 
 Progress = Callable[[str], None]
 _PORT_CLASH = "address already in use"
@@ -517,13 +520,14 @@ class LocalTarget:
         replica (``by="node"``: per node), from ``GET /-/metrics?format=json`` of each balancer,
         summed over K balancers. ``window_s`` None: since they started; else two readings
         ``window_s`` apart. Columns in docs/architecture.md (``mltoolkit.observe.traffic``)."""
-        from mltoolkit.observe.traffic import read_latency
+        from mltoolkit.observe.traffic import check_latency_args, read_latency
 
+        check_latency_args(window_s, by)
         if self._record is None:
             raise LocalTargetError("LocalTarget is not up: call up(spec) first")
         return read_latency(self._traffic_snapshot, window_s, by)
 
-    def _traffic_snapshot(self) -> Any:
+    def _traffic_snapshot(self) -> TrafficSnapshot:
         from mltoolkit.observe.traffic import traffic_snapshot
 
         with self._lock:

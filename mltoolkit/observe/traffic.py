@@ -220,7 +220,7 @@ def check_latency_args(window_s: Any, by: Any) -> float | None:
     if window_s is None:
         return None
     if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0 < window_s <= 3600:
-        raise SpecError("latency.window_s", window_s, "None (since the balancers started) or seconds from 0 to 3600")
+        raise SpecError("latency.window_s", window_s, "None (since the balancers started) or seconds, more than 0 and at most 3600")
     return float(window_s)
 
 
