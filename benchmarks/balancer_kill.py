@@ -96,6 +96,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 repetition, 4 s of load")
     args = parser.parse_args()
     repetitions, duration = (1, 4.0) if args.quick else (args.repetitions, args.duration)
+    for k in args.balancers:
+        BalancerSpec(balancers=k)  # a bad K is refused (naming the field) before anything starts
+    if repetitions < 1 or duration <= 0 or args.rate <= 0:
+        parser.error("--repetitions, --duration and --rate must be positive")
     results: dict[int, list[dict]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         model, X, _ = train_digits()
