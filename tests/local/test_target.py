@@ -485,6 +485,9 @@ def test_a_hung_balancer_of_two_is_found_at_its_own_port_and_restarted(make_targ
     target = make_target(liveness_timeout_s=1.0)
     target.up(DeploymentSpec(model=spec.model, replicas=2, balancer=BalancerSpec(balancers=2)))
     old_pid = int(target.status().set_index("name").loc["digits-balancer-1", "pid"])
+    # let a liveness probe pass first: until one has, a process gets its start-up allowance
+    # (ready_timeout_s, 60 s) rather than liveness_timeout_s
+    time.sleep(1.5)
     os.kill(old_pid, signal.SIGSTOP)
     try:
         wait_for(lambda: target.status().set_index("name").loc["digits-balancer-1", "restarts"] == 1, 60)
