@@ -1,7 +1,8 @@
 """mltoolkit: load-balanced ML serving, locally or on Google Kubernetes Engine, from a notebook.
 
 describe (``DeploymentSpec``, ``ClusterSpec``) → ``target.plan`` → ``target.up`` → use
-(``target.endpoint.predict``) → measure (``load_test``, ``target.utilization``) → ``target.down``,
+(``target.endpoint.predict``) → measure (``load_test``, ``target.utilization``, ``target.latency``
+of real traffic) → ``target.down``,
 with the same calls on ``LocalTarget`` and ``GKETarget``.
 
 Public names are imported on first use: the replica and balancer processes start with
@@ -34,14 +35,18 @@ _LAZY = {
     "Plan": "mltoolkit.planning",
     "ProvisionPanel": "mltoolkit.widgets",
     "StackError": "mltoolkit.stack.errors",
+    "TrafficSnapshot": "mltoolkit.observe",
     "balance": "mltoolkit.observe",
     "compare_policies": "mltoolkit.observe",
+    "latency_frame": "mltoolkit.observe",
     "load_test": "mltoolkit.observe",
     "original_sketch_deployment": "mltoolkit.spec",
     "plot_latency": "mltoolkit.observe",
     "plot_utilization": "mltoolkit.observe",
     "run_batch": "mltoolkit.batch",
     "summarize": "mltoolkit.observe",
+    "traffic_snapshot": "mltoolkit.observe",
+    "traffic_window": "mltoolkit.observe",
 }
 
 __all__ = sorted([*_LAZY, "MltoolkitError", "SpecError"])

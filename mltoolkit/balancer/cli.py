@@ -1,7 +1,14 @@
 """``python -m mltoolkit.balancer``: parse the command line, serve until SIGTERM or SIGINT.
 
-Bad arguments exit with status 2 and a message naming the option; a port that cannot be bound
-exits with status 1. Once listening, one line goes to stdout:
+The replicas are a static ``--replica`` list, or found through Kubernetes with
+``--discover-service SVC`` (the Service's ready EndpointSlice endpoints join and leave while the
+balancer runs; see ``mltoolkit.balancer.discovery``), or both; one of the two is required. With
+discovery the balancer may start with no replica: requests get a 503 "no replica yet" until one
+joins.
+
+Bad arguments exit with status 2 and a message naming the option; a port that cannot be bound,
+or a Kubernetes API that refuses the service account, exits with status 1. Once listening (and,
+with discovery, once the first list of endpoints is applied), one line goes to stdout:
 ``mltoolkit balancer listening on http://HOST:PORT`` (with the real port when ``--port 0``).
 SIGTERM stops accepting connections, lets requests in progress finish, and exits 0.
 At start the soft limit on open files is raised to the hard limit, and the event loop is uvloop's
@@ -13,14 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Coroutine, Mapping, Sequence
 
+from mltoolkit.balancer import discovery
 from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget, parse_replica
 from mltoolkit.balancer.policies import policy_names
-from mltoolkit.balancer.server import raise_open_file_limit, start_server
+from mltoolkit.balancer.server import BalancerServer, ClientConnection, raise_open_file_limit, start_server
 from mltoolkit.errors import SpecError
+
+logger = logging.getLogger("mltoolkit.balancer.cli")
 
 # BalancerConfig field → the option that sets it, so config errors name what the user typed.
 _OPTION_OF_FIELD = {
@@ -40,6 +51,7 @@ _OPTION_OF_FIELD = {
     "BalancerConfig.client_idle_timeout_s": "--client-idle-timeout",
     "BalancerConfig.max_client_connections": "--max-client-connections",
     "BalancerConfig.hedge_min_s": "--hedge-min",
+    "BalancerConfig.admin_port": "--admin-port",
 }
 
 
@@ -77,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--replica",
         type=_replica,
         action="append",
-        required=True,
+        default=[],
         metavar="NAME=URL[@NODE]",
-        help="a replica to balance over; repeat for each",
+        help="a replica to balance over; repeat for each (or --discover-service, or both)",
     )
     parser.add_argument(
         "--weight",
@@ -120,14 +132,46 @@ def build_parser() -> argparse.ArgumentParser:
                              "slowest other replica's latency average")
     parser.add_argument("--hedge-min", type=float, default=defaults.hedge_min_s,
                         help="seconds a request waits at least before it is hedged (default %(default)s)")
+    parser.add_argument("--admin-port", type=int, default=None,
+                        help="also listen on this port of this process alone (same routes), to read "
+                             "its /-/health and /-/metrics when several processes share --port")
+    discovery.add_discovery_options(parser)
     return parser
+
+
+Discovery = tuple[discovery.KubeAPIConfig, discovery.DiscoveryConfig]
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> BalancerConfig:
     """The config the command line describes; exits with status 2 naming the bad option."""
+    return command_from_args(argv)[0]
+
+
+def command_from_args(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[BalancerConfig, Discovery | None]:
+    """The balancer's config and, with ``--discover-service``, the Kubernetes API access and
+    discovery settings; exits with status 2 naming the bad option."""
     parser = build_parser()
     args = parser.parse_args(argv)
     replicas: list[ReplicaTarget] = args.replica
+    if not replicas and not args.discover_service:
+        parser.error(
+            "the replicas are missing: give --replica NAME=URL[@NODE] (repeat for each) "
+            "or --discover-service SERVICE (in a Kubernetes pod)"
+        )
+    try:
+        found = discovery.discovery_from_args(
+            args,
+            environ=os.environ if environ is None else environ,
+            service_account_dir=discovery.SERVICE_ACCOUNT_DIR,  # read now: tests point it elsewhere
+        )
+    except SpecError as exc:
+        option = discovery.OPTION_OF_FIELD.get(exc.field, exc.field)
+        parser.error(f"argument {option}: {exc.value!r} is not allowed; expected {exc.allowed}")
+    except discovery.DiscoveryError as exc:
+        parser.error(str(exc))
     names = [r.name for r in replicas]
     for name, weight in args.weight:
         if name not in names:
@@ -140,7 +184,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> BalancerConfig:
     except SpecError as exc:
         parser.error(f"argument --weight: {exc}")
     try:
-        return BalancerConfig(
+        config = BalancerConfig(
             replicas=tuple(replicas),
             policy=args.policy,
             host=args.host,
@@ -159,32 +203,93 @@ def config_from_args(argv: Sequence[str] | None = None) -> BalancerConfig:
             reuse_port=args.reuse_port,
             hedge=args.hedge,
             hedge_min_s=args.hedge_min,
+            admin_port=args.admin_port,
+            discovered=found is not None,
         )
     except SpecError as exc:
         option = _OPTION_OF_FIELD.get(exc.field, exc.field)
         parser.error(f"argument {option}: {exc.value!r} is not allowed; expected {exc.allowed}")
+    return config, found
 
 
 async def serve(
     config: BalancerConfig,
     stop: asyncio.Event | None = None,
     on_listening: Callable[[str], None] | None = None,
+    found: Discovery | None = None,
 ) -> None:
-    """Run the balancer until ``stop`` is set (by default: until SIGTERM or SIGINT)."""
+    """Run the balancer until ``stop`` is set (by default: until SIGTERM or SIGINT).
+
+    With ``found`` (API access, discovery settings) the balancer follows the Service's
+    EndpointSlices: the first list is applied before ``on_listening`` is called, and the
+    follower stops before the server closes (requests in flight still finish).
+    """
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     stop = stop or asyncio.Event()
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    server = await start_server(config, on_listening=on_listening)
+    server = await start_server(config)
+    follower: discovery.EndpointSliceFollower | None = None
+    replicas = discovery.EngineReplicaSet(server.balancer, config.replicas)
+    admin: asyncio.AbstractServer | None = None
     try:
+        if config.admin_port is not None:
+            admin = await _listen_admin(server, config)
+        if found is not None:
+            api, settings = found
+            follower = discovery.EndpointSliceFollower(api, settings, replicas)
+            if not await _first_or_stop(follower.start(), stop):
+                return  # stopped before the first list arrived
+        if on_listening is not None:
+            on_listening(server.url)
         await stop.wait()
     finally:
+        if admin is not None:
+            admin.close()
+        if follower is not None:
+            await follower.stop()
+            try:  # drains under way finish their requests in flight
+                await asyncio.wait_for(replicas.settled(), config.request_timeout_s)
+            except asyncio.TimeoutError:
+                logger.warning("replica changes still under way at exit")
         await server.close()
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+
+async def _listen_admin(server: BalancerServer, config: BalancerConfig) -> asyncio.AbstractServer:
+    """This process's own port (``--admin-port``): the same connections and routes as ``--port``."""
+    loop = asyncio.get_running_loop()
+    try:
+        admin = await loop.create_server(lambda: ClientConnection(server), config.host, config.admin_port)
+    except OSError as exc:
+        await server.close()
+        raise AdminPortError(f"cannot listen on {config.host}:{config.admin_port} (--admin-port): {exc}") from exc
+    return admin
+
+
+class AdminPortError(OSError):
+    pass
+
+
+async def _first_or_stop(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it): whether ``work`` finished."""
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not working.done():
+            working.cancel()
+            await asyncio.gather(working, return_exceptions=True)
+    if working.cancelled():
+        return False
+    working.result()  # raises what stopped it (a DiscoveryError: the service account is refused)
+    return True
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -197,20 +302,26 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(argv)
+    config, found = command_from_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
     def announce(url: str) -> None:
-        print(
-            f"mltoolkit balancer listening on {url} "
-            f"(policy {config.policy}, {len(config.replicas)} replicas)",
-            flush=True,
-        )
+        replicas = f"{len(config.replicas)} replicas"
+        if found is not None:
+            replicas += f" + those of Service {found[1].service} in {found[0].namespace}"
+        admin = f", admin on http://{config.host}:{config.admin_port}" if config.admin_port else ""
+        print(f"mltoolkit balancer listening on {url} (policy {config.policy}, {replicas}{admin})", flush=True)
 
     raise_open_file_limit()
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(serve(config, on_listening=announce))
+            runner.run(serve(config, on_listening=announce, found=found))
+    except discovery.DiscoveryError as exc:
+        print(f"error: --discover-service: {exc}", file=sys.stderr)
+        return 1
+    except AdminPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: cannot listen on {config.host}:{config.port} (--host/--port): {exc}", file=sys.stderr)
         return 1

@@ -89,6 +89,12 @@ class BalancerConfig:
     SO_REUSEPORT so several balancer processes can share one port. ``hedge``: a POST or GET with
     no answer after ``HEDGE_MULTIPLE`` times the slowest other replica's latency average (at least
     ``hedge_min_s``) is sent to another replica too; the first answer wins.
+    ``admin_port``: a second, private port of this process only (not shared with SO_REUSEPORT),
+    serving the same routes, so its ``/-/health`` and ``/-/metrics`` can be asked of this one
+    process when several share ``port``.
+    ``discovered``: replicas also join and leave while the balancer runs (``--discover-service``),
+    so ``replicas`` may be empty at start (requests get a 503 "no replica yet" until one joins);
+    ``to_cli_args`` leaves the discovery options to the caller.
     """
 
     replicas: tuple[ReplicaTarget, ...]
@@ -109,12 +115,17 @@ class BalancerConfig:
     reuse_port: bool = False
     hedge: bool = False
     hedge_min_s: float = 0.1
+    admin_port: int | None = None
+    discovered: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, (list, tuple)):
             object.__setattr__(self, "replicas", tuple(self.replicas))
-        if not isinstance(self.replicas, tuple) or not self.replicas:
-            raise SpecError("BalancerConfig.replicas", self.replicas, "one or more ReplicaTarget")
+        if not isinstance(self.discovered, bool):
+            raise SpecError("BalancerConfig.discovered", self.discovered, "True or False")
+        if not isinstance(self.replicas, tuple) or not (self.replicas or self.discovered):
+            allowed = "ReplicaTarget items" if self.discovered else "one or more ReplicaTarget"
+            raise SpecError("BalancerConfig.replicas", self.replicas, allowed)
         seen: set[str] = set()
         for replica in self.replicas:
             if not isinstance(replica, ReplicaTarget):
@@ -148,6 +159,10 @@ class BalancerConfig:
         if not isinstance(self.hedge, bool):
             raise SpecError("BalancerConfig.hedge", self.hedge, "True or False")
         _check_number("BalancerConfig.hedge_min_s", self.hedge_min_s, 0.001, 3600)
+        if self.admin_port is not None:
+            _check_number("BalancerConfig.admin_port", self.admin_port, 1, 65535, whole=True)
+            if self.admin_port == self.port:
+                raise SpecError("BalancerConfig.admin_port", self.admin_port, f"a port other than --port {self.port}")
 
     @classmethod
     def from_spec(
@@ -185,6 +200,8 @@ class BalancerConfig:
             args.append("--reuse-port")
         if self.hedge:
             args += ["--hedge", "--hedge-min", repr(float(self.hedge_min_s))]
+        if self.admin_port is not None:
+            args += ["--admin-port", str(self.admin_port)]
         for replica in self.replicas:
             node = f"@{replica.node}" if replica.node else ""
             args += ["--replica", f"{replica.name}={replica.url}{node}"]

@@ -392,6 +392,8 @@ class Balancer:
                 f"({'; '.join(failures)}); retries allowed: {self.config.retries}",
             )
         states = self.states
+        if not states:
+            return json_error(503, "no replica yet: none has been found (discovery adds them when ready)")
         unhealthy = ", ".join(s.name for s in states if not s.healthy)
         return json_error(
             503,

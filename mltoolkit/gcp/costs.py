@@ -201,9 +201,12 @@ def line_items(
             LineItem(policy.name, "Cloud Armor rules", rules, "rule", prices.monthly_to_hourly(prices.CLOUD_ARMOR_RULE_MONTH))
         )
     registries = [r.outputs.get("registryUri") for r in by_type.get(REPOSITORY, []) if r.outputs.get("registryUri")]
+    stored: set[str] = set()  # one image serving several Deployments (model, balancer) is stored once
     for deployment in by_type.get(DEPLOYMENT, []):
         containers = _get(deployment.inputs, "spec", "template", "spec", "containers", default=[]) or []
-        if any(str(c.get("image", "")).startswith(f"{uri}/") for c in containers for uri in registries):
+        images = {str(c.get("image", "")) for c in containers} - stored
+        if any(image.startswith(f"{uri}/") for image in images for uri in registries):
+            stored |= images
             items.append(
                 LineItem(
                     deployment.name,

@@ -1,5 +1,9 @@
 """ModelEndpoint: how the model is reached from outside the cluster, and from where.
 
+The Service (named after the model) selects the balancer tier's pods (``BalancerTier``), which
+route to the model-server pods by the ``BalancerSpec`` policy; the L7 health check asks the
+balancer's ``/-/health``.
+
 - ``load_balancer="l4"``: a Service of type LoadBalancer (a regional passthrough network load
   balancer); GKE turns its ``loadBalancerSourceRanges`` — the spec's allowed CIDRs — into firewall
   rules.
@@ -19,7 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from mltoolkit.gcp import manifests, names
+from mltoolkit.gcp import balancer_manifests, manifests, names
 from mltoolkit.spec.cluster import ClusterSpec
 
 #: Cloud Armor accepts at most this many ranges in one rule
@@ -54,15 +58,12 @@ class ModelEndpointArgs:
     cluster: ClusterSpec
     model_name: str
     provider: k8s.Provider
-    #: the ModelServing component (its namespace must exist first)
+    #: what must exist first: the BalancerTier (after ModelServing and its namespace)
     serving: pulumi.Resource
     #: labels of the Kubernetes objects
     labels: dict[str, str] = field(default_factory=dict)
     #: labels of the Google Cloud resources (the Cloud Armor policy); None: ``labels``
     cloud_labels: dict[str, str] | None = None
-    #: the port the pods listen on and the path that answers when ready (None: not known)
-    port: int = manifests.SERVING_PORT
-    health_path: str | None = manifests.READY_PATH
 
 
 def _first_ip(status: Any) -> str | None:
@@ -110,9 +111,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 )
                 policy_name = self.security_policy.name
             config = pulumi.Output.from_input(policy_name).apply(
-                lambda policy: manifests.backend_config(
-                    model, args.labels, policy, port=args.port, request_path=args.health_path
-                )
+                lambda policy: balancer_manifests.front_backend_config(model, args.labels, policy)
             )
             self.backend_config = k8s.apiextensions.CustomResource(
                 f"{model}-backend-config",
@@ -122,7 +121,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 spec=config.apply(lambda c: c["spec"]),
                 opts=k8s_opts,
             )
-        service = manifests.service(model, spec, args.labels)
+        service = balancer_manifests.front_service(model, spec, args.labels)  # to the balancer pods
         self.service = k8s.core.v1.Service(
             f"{model}-service",
             metadata=service["metadata"],

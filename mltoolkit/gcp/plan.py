@@ -16,6 +16,8 @@ import pandas as pd
 
 from mltoolkit import planning
 from mltoolkit.gcp import costs, images, prices
+from mltoolkit.gcp.balancer_manifests import BalancerTierSpec
+from mltoolkit.gcp.balancer_tier import capacity_note
 from mltoolkit.gcp.key_settings import key_settings
 from mltoolkit.gcp.mock_runtime import MockRun, RegisteredResource, run_program
 from mltoolkit.gcp.mocks import CloudMocks
@@ -174,6 +176,7 @@ def _notes(cluster: ClusterSpec, deployment: DeploymentSpec, items: list[costs.L
             f"${once:.2f} once at ${images.CLOUD_BUILD_PER_MINUTE}/minute after the monthly free "
             f"minutes (not in the hourly cost). Pinned: {pins}."
         )
+    notes.append(capacity_note(cluster, deployment, BalancerTierSpec()))
     missing = costs.unpriced(items)
     if missing:
         notes.append(f"No price in the table for: {', '.join(missing)} (counted as $0).")

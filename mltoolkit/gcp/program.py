@@ -4,7 +4,9 @@ It composes one ComponentResource per job (each in its own module): ``Registry``
 Registry + model bucket), ``Network`` (VPC-native subnet, NAT for private nodes), ``GkeCluster``
 (cluster, node pools, node service account), ``KubernetesAccess`` (kubeconfig + provider),
 ``ModelDelivery`` (model file → bucket, Workload Identity), ``ModelServing`` (namespace,
-Deployment, HPA, PDB) and ``ModelEndpoint`` (Service / Ingress, source ranges).
+Deployment, HPA, PDB), ``BalancerTier`` (the model's balancer in the cluster, finding the replicas
+through their ClusterIP Service's EndpointSlices) and ``ModelEndpoint`` (Service / Ingress, source
+ranges, in front of the balancer pods).
 
 Model delivery, the choice made here (no Docker engine on the user's machine):
 
@@ -34,7 +36,8 @@ from typing import Callable, Mapping
 import pulumi
 
 from mltoolkit.errors import SpecError
-from mltoolkit.gcp import catalog, images, manifests
+from mltoolkit.gcp import balancer_manifests, catalog, images, manifests
+from mltoolkit.gcp.balancer_tier import BalancerTier, BalancerTierArgs
 from mltoolkit.gcp.build import ServingImage, ServingImageArgs
 from mltoolkit.gcp.cluster import GkeCluster, GkeClusterArgs
 from mltoolkit.gcp.delivery import ModelDelivery, ModelDeliveryArgs
@@ -52,7 +55,8 @@ NODE_RESERVED_FRACTION = catalog.NODE_RESERVED_FRACTION
 
 #: the program's components, in the order it declares them (plans list resources in this order)
 COMPONENTS = (
-    "registry", "network", "cluster", "kubernetes", "model-delivery", "serving-image", "model-serving", "endpoint",
+    "registry", "network", "cluster", "kubernetes", "model-delivery", "serving-image", "model-serving",
+    "balancer-tier", "endpoint",
 )
 
 EXPORTS = (
@@ -98,9 +102,10 @@ def check_replica_fits(cluster: ClusterSpec, deployment: DeploymentSpec) -> None
 
 def serving_build(cluster: ClusterSpec, deployment: DeploymentSpec) -> tuple[images.BuildContext, Path] | None:
     """The serving image's build context and where ``up()`` writes it, when ``up()`` builds the
-    image (a model file and no ``ClusterSpec.serving_image``); None otherwise."""
+    image (no ``ClusterSpec.serving_image``: the balancer tier runs from it, and so do replicas
+    of a model file); None otherwise."""
     model = deployment.model
-    if model.path is None or cluster.serving_image is not None:
+    if cluster.serving_image is not None:
         return None
     context = images.build_context(getattr(model, "library_versions", None) or {})
     return context, images.context_dir(default_model_dir().parent, context)
@@ -150,6 +155,7 @@ def build_program(
     fixed_labels = stable_labels(all_labels)
     check_replica_fits(cluster, deployment)
     check_gpu_request(cluster, deployment)
+    balancer_manifests.check_model_name(deployment.model.name)
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
         raise SpecError("ModelSpec.path", model.path, "an existing model file")
@@ -201,10 +207,8 @@ def build_program(
                     labels=fixed_labels,
                 ),
             )
-            image: pulumi.Input[str] = cluster.serving_image or ""
-        else:
-            assert model.image is not None
-            image = model.image
+        # the mltoolkit image: the balancer tier's, and the replicas' unless the model is an image
+        toolkit_image: pulumi.Input[str] = cluster.serving_image or ""
         serving_image = None
         if build is not None:
             context, directory = build
@@ -219,7 +223,9 @@ def build_program(
                     after=(registry.repository, gke.registry_reader),
                 ),
             )
-            image = serving_image.image
+            toolkit_image = serving_image.image
+        image: pulumi.Input[str] = model.image if model.image is not None else toolkit_image
+        pulled_after = (serving_image.build,) if serving_image else ()  # pushed before pods pull
         serving = ModelServing(
             "model-serving",
             ModelServingArgs(
@@ -233,8 +239,20 @@ def build_program(
                 # the pods read the model at start: object uploaded, read access granted first
                 after=(
                     *(delivery.ready_for_pods if delivery else ()),
-                    *((serving_image.build,) if serving_image else ()),  # pushed before pods pull
+                    *(pulled_after if model.image is None else ()),
                 ),
+            ),
+        )
+        # the balancer runs from the mltoolkit image, whatever image serves the model
+        tier = BalancerTier(
+            "balancer-tier",
+            BalancerTierArgs(
+                deployment=deployment,
+                provider=access.provider,
+                image=toolkit_image,
+                serving=serving,
+                labels=fixed_labels,
+                after=pulled_after,
             ),
         )
         endpoint = ModelEndpoint(
@@ -243,11 +261,9 @@ def build_program(
                 cluster=cluster,
                 model_name=model.name,
                 provider=access.provider,
-                serving=serving,
+                serving=tier,
                 labels=fixed_labels,
                 cloud_labels=all_labels,
-                port=manifests.serving_port(deployment),
-                health_path=manifests.health_path(deployment),
             ),
         )
         pulumi.export("registry_url", registry.registry_url)

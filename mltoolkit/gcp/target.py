@@ -388,20 +388,66 @@ class GKETarget:
         return self.endpoint.run_batch(data, **options)
 
     def utilization(self, *, request_timeout: float = 30.0) -> pd.DataFrame:
-        """Node CPU/memory now (Kubernetes metrics API, kubeconfig from the stack outputs)."""
+        """Node CPU/memory now (Kubernetes metrics API, kubeconfig from the stack outputs), with
+        ``in_flight`` and ``served`` per node from the balancer tier's pods (``GET /-/replicas``
+        through the API server's pod proxy, summed over the pods; NA if no balancer answers)."""
         from mltoolkit.gcp.manifests import NAMESPACE, selector_labels
 
-        node_utilization = _gcp_extra_module("mltoolkit.observe.kube_metrics").node_utilization
+        kube_metrics = _gcp_extra_module("mltoolkit.observe.kube_metrics")
+        kube_traffic = _gcp_extra_module("mltoolkit.observe.kube_traffic")
+        from mltoolkit.observe.traffic import fill_node_counters
+
+        kubeconfig, namespace, model = self._cluster_access()
+        frame = kube_metrics.node_utilization(
+            kubeconfig,
+            namespace=namespace,
+            label_selector=selector_labels(model),
+            request_timeout=request_timeout,
+        )
+        try:
+            report = kube_traffic.balancer_replica_report(
+                kubeconfig, request_timeout=request_timeout, **self._balancer_pods(namespace, model)
+            )
+        except kube_metrics.KubeMetricsError:
+            report = None  # no balancer pod answers (yet): the counters stay NA
+        return fill_node_counters(frame, report)
+
+    def latency(
+        self, window_s: float | None = None, by: str = "replica", *, request_timeout: float = 30.0
+    ) -> pd.DataFrame:
+        """Counts and latency quantiles of the real traffic the balancer tier served, one row
+        per replica (pod; ``by="node"``: per node), read from every balancer pod's
+        ``GET /-/metrics?format=json`` through the Kubernetes API and summed. ``window_s`` None:
+        since the pods started; else two readings ``window_s`` apart. Columns as
+        ``LocalTarget.latency`` (docs/architecture.md)."""
+        from mltoolkit.observe.traffic import check_latency_args, read_latency
+
+        check_latency_args(window_s, by)
+        kube_traffic = _gcp_extra_module("mltoolkit.observe.kube_traffic")
+        kubeconfig, namespace, model = self._cluster_access()
+        pods = self._balancer_pods(namespace, model)
+        return read_latency(
+            lambda: kube_traffic.balancer_traffic(kubeconfig, request_timeout=request_timeout, **pods),
+            window_s,
+            by,
+        )
+
+    def _cluster_access(self) -> tuple[Any, str, str]:
+        """The kubeconfig (text), namespace and model name from the stack outputs."""
+        from mltoolkit.gcp.manifests import NAMESPACE
+
         outputs = self.outputs()
         kubeconfig = outputs.get("kubeconfig")
         if kubeconfig is None:
             raise NotDeployedError(self.stack, "kubeconfig output")
-        return node_utilization(
-            getattr(kubeconfig, "value", kubeconfig),
-            namespace=outputs.get("namespace") or NAMESPACE,
-            label_selector=selector_labels(self._model(outputs)),
-            request_timeout=request_timeout,
-        )
+        return getattr(kubeconfig, "value", kubeconfig), outputs.get("namespace") or NAMESPACE, self._model(outputs)
+
+    @staticmethod
+    def _balancer_pods(namespace: str, model: str) -> dict[str, Any]:
+        from mltoolkit.gcp.balancer_manifests import BALANCER_PORT
+        from mltoolkit.gcp.balancer_manifests import selector_labels as tier_selector
+
+        return {"namespace": namespace, "label_selector": tier_selector(model), "port": BALANCER_PORT}
 
 
 def _planned_resources(plan: Any) -> int:

@@ -1,7 +1,10 @@
 """What the local target starts, decided without starting anything.
 
 ``plan_processes`` turns a ``DeploymentSpec`` and a node count into one ``ProcessSpec`` per
-process: the replicas spread round-robin over the nodes, then the balancer in front of them.
+process: the replicas spread round-robin over the nodes, then the balancer(s) in front of them.
+With ``BalancerSpec.balancers`` K > 1, K balancer processes share the endpoint port
+(``--reuse-port``: the kernel spreads client connections over them, as an L4 load balancer
+does) and each has its own ``--admin-port``, where its health and metrics are read.
 The command lines follow the process contracts in docs/architecture.md. Replicas on a node
 listed in ``node_slowdown`` get the server's ``--slowdown`` (an emulated slower machine); with
 ``service_ms`` every replica gets ``--service-ms`` (emulated service time, one request at a time:
@@ -37,6 +40,7 @@ class ProcessSpec:
 
     ``slowdown`` is the emulated slowness of a replica (1 = full speed; None for the balancer);
     ``service_ms`` its emulated service time per request, slowdown included (None when off).
+    ``admin_port``: a balancer's own port when several share ``port``; its health is read there.
     """
 
     role: str
@@ -49,18 +53,24 @@ class ProcessSpec:
     memory_bytes: int | None = None
     slowdown: float | None = None
     service_ms: float | None = None
+    admin_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
     @property
+    def own_url(self) -> str:
+        """The URL that reaches this process alone (``url`` may be shared by K balancers)."""
+        return f"http://{LOOPBACK}:{self.admin_port}" if self.admin_port is not None else self.url
+
+    @property
     def ready_url(self) -> str:
-        return self.url + READY_PATHS[self.role]
+        return self.own_url + READY_PATHS[self.role]
 
     @property
     def live_url(self) -> str:
-        return self.url + LIVE_PATHS[self.role]
+        return self.own_url + LIVE_PATHS[self.role]
 
     @property
     def label(self) -> str:
@@ -163,8 +173,13 @@ def standby_argv(spec: DeploymentSpec, python: str = sys.executable) -> tuple[st
 
 
 def balancer_argv(
-    spec: DeploymentSpec, port: int, replicas: Sequence[ProcessSpec], python: str = sys.executable
+    spec: DeploymentSpec,
+    port: int,
+    replicas: Sequence[ProcessSpec],
+    python: str = sys.executable,
+    admin_port: int | None = None,
 ) -> tuple[str, ...]:
+    """The balancer's command; with ``admin_port`` (one of K > 1 balancers) it shares ``port``."""
     balancer = spec.balancer
     argv = [
         python, "-m", "mltoolkit.balancer",
@@ -176,9 +191,24 @@ def balancer_argv(
         "--timeout", str(balancer.request_timeout_s),
         "--max-request-bytes", str(spec.max_request_bytes),
     ]  # fmt: skip
+    if admin_port is not None:
+        argv += ["--reuse-port", "--admin-port", str(admin_port)]
     for replica in replicas:
         argv += ["--replica", f"{replica.name}={replica.url}@{replica.node}"]
     return tuple(argv)
+
+
+def ports_needed(spec: DeploymentSpec) -> int:
+    """Ports ``plan_processes`` takes: one per replica, the endpoint's, and with K > 1 balancers
+    one admin port each."""
+    balancers = spec.balancer.balancers
+    return spec.replicas + 1 + (balancers if balancers > 1 else 0)
+
+
+def balancer_names(model_name: str, balancers: int) -> list[str]:
+    if balancers == 1:
+        return [f"{model_name}-balancer"]
+    return [f"{model_name}-balancer-{i}" for i in range(balancers)]
 
 
 def thread_env(cpu_millicores: int) -> dict[str, str]:
@@ -195,10 +225,11 @@ def plan_processes(
     node_slowdown: Mapping[str, float] | None = None,
     service_ms: float = 0.0,
 ) -> list[ProcessSpec]:
-    """The replicas (round-robin over ``nodes``) and then the balancer.
+    """The replicas (round-robin over ``nodes``) and then the balancer(s).
 
-    ``ports`` gives one port per replica and a last one for the balancer; without it every
-    port is 0 ("chosen at start"), which is what ``plan()`` shows. ``node_slowdown`` maps node
+    ``ports`` gives one port per replica, then the endpoint's, then (K > 1 balancers) one admin
+    port per balancer (``ports_needed``); without it every port is 0 ("chosen at start"), which
+    is what ``plan()`` shows. ``node_slowdown`` maps node
     names to the slowdown factor of the replicas placed there (see ``check_node_slowdown``);
     ``service_ms`` > 0 gives every replica an emulated service time (``--service-ms``).
     """
@@ -206,10 +237,11 @@ def plan_processes(
     check_nodes(nodes)
     slowdown = check_node_slowdown(node_slowdown, nodes)
     service_ms = check_service_ms("LocalTarget.service_ms", service_ms)
+    needed = ports_needed(spec)
     if ports is None:
-        ports = [0] * (spec.replicas + 1)
-    if len(ports) != spec.replicas + 1:
-        raise ValueError(f"need {spec.replicas + 1} ports (replicas + balancer), got {len(ports)}")
+        ports = [0] * needed
+    if len(ports) != needed:
+        raise ValueError(f"need {needed} ports (replicas, endpoint, balancers' own), got {len(ports)}")
     labels = node_names(nodes)
     replicas: list[ProcessSpec] = []
     for i, name in enumerate(replica_names(spec.model.name, spec.replicas)):
@@ -229,14 +261,21 @@ def plan_processes(
                 service_ms=service_ms * factor if service_ms > 0 else None,
             )
         )
-    balancer = ProcessSpec(
-        role=BALANCER,
-        name=f"{spec.model.name}-balancer",
-        node=None,
-        port=ports[-1],
-        argv=balancer_argv(spec, ports[-1], replicas, python),
-    )
-    return [*replicas, balancer]
+    endpoint_port = ports[spec.replicas]
+    names = balancer_names(spec.model.name, spec.balancer.balancers)
+    admin_ports: list[int | None] = list(ports[spec.replicas + 1 :]) if len(names) > 1 else [None]
+    balancers = [
+        ProcessSpec(
+            role=BALANCER,
+            name=name,
+            node=None,
+            port=endpoint_port,
+            argv=balancer_argv(spec, endpoint_port, replicas, python, admin_port=admin),
+            admin_port=admin,
+        )
+        for name, admin in zip(names, admin_ports)
+    ]
+    return [*replicas, *balancers]
 
 
 def command_summary(argv: Sequence[str]) -> str:

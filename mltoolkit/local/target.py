@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import psutil
@@ -38,6 +38,7 @@ from mltoolkit.local.commands import (
     plan_processes,
     standby_argv,
     thread_env,
+    ports_needed,
 )
 from mltoolkit.local.errors import LocalTargetError
 from mltoolkit.local.ports import free_ports
@@ -70,6 +71,9 @@ from mltoolkit.local.records import (
 from mltoolkit.local.supervisor import Liveness, Restartable, Supervisor
 from mltoolkit.serving.config import check_service_ms
 from mltoolkit.planning import Plan
+
+if TYPE_CHECKING:
+    from mltoolkit.observe.traffic import TrafficSnapshot
 
 Progress = Callable[[str], None]
 _PORT_CLASH = "address already in use"
@@ -286,7 +290,7 @@ class LocalTarget:
 
     def _start(self, spec: Any, say: Progress) -> None:
         """One attempt: record, start every process, wait for health. Raises on failure."""
-        specs = self._plan_processes(spec, free_ports(spec.replicas + 1))
+        specs = self._plan_processes(spec, free_ports(ports_needed(spec)))
         deployment_id = new_deployment_id(spec.model.name)
         log_dir = self._store.log_dir(deployment_id)
         record = DeploymentRecord(
@@ -310,7 +314,9 @@ class LocalTarget:
             self._record = record
             self._store.write(record)  # before anything starts
         atexit.register(self.down)
-        say(f"starting {spec.replicas} replica(s) and a balancer; logs in {log_dir}")
+        balancers = spec.balancer.balancers
+        front = "a balancer" if balancers == 1 else f"{balancers} balancers on one port"
+        say(f"starting {spec.replicas} replica(s) and {front}; logs in {log_dir}")
         for process_spec, process_record in zip(specs, record.processes):
             self._launch(process_spec, process_record)
 
@@ -525,7 +531,8 @@ class LocalTarget:
 
     def status(self) -> pd.DataFrame:
         """One row per process: role, name, node, slowdown (replicas' emulated slowness), pid,
-        port, alive, restarts, url, log."""
+        port, alive, restarts, url (where this process alone answers: with K > 1 balancers, each
+        one's admin port; ``port`` is the shared endpoint port), log."""
         columns = [
             "role", "name", "node", "slowdown", "pid", "port", "alive", "restarts", "url", "log",
         ]  # fmt: skip
@@ -540,7 +547,7 @@ class LocalTarget:
                     "port": m.spec.port,
                     "alive": m.popen.poll() is None,
                     "restarts": m.record.restarts,
-                    "url": m.spec.url,
+                    "url": m.spec.own_url,
                     "log": m.record.log_path,
                 }
                 for m in self._processes
@@ -616,6 +623,31 @@ class LocalTarget:
         replicas = pd.concat(frames, ignore_index=True)
         return replicas if by == "replica" else by_node(replicas)
 
+    def latency(self, window_s: float | None = None, by: str = "replica") -> pd.DataFrame:
+        """Counts and latency quantiles of the real traffic the balancer(s) served, one row per
+        replica (``by="node"``: per node), from ``GET /-/metrics?format=json`` of each balancer,
+        summed over K balancers. ``window_s`` None: since they started; else two readings
+        ``window_s`` apart. Columns in docs/architecture.md (``mltoolkit.observe.traffic``)."""
+        from mltoolkit.observe.traffic import check_latency_args, read_latency
+
+        check_latency_args(window_s, by)
+        if self._record is None:
+            raise LocalTargetError("LocalTarget is not up: call up(spec) first")
+        return read_latency(self._traffic_snapshot, window_s, by)
+
+    def _traffic_snapshot(self) -> TrafficSnapshot:
+        from mltoolkit.observe.traffic import traffic_snapshot
+
+        with self._lock:
+            urls = [m.spec.own_url for m in self._processes if m.spec.role == BALANCER]
+        documents = []
+        for url in urls:
+            try:
+                documents.append(http_get_json(url + "/-/metrics?format=json"))
+            except (OSError, ValueError):
+                continue  # a balancer restarting: its counts start again from zero
+        return traffic_snapshot(documents, at=time.monotonic())
+
     def logs(self, name: str, lines: int = 20) -> str:
         """The last ``lines`` lines of one process's log (stdout and stderr together)."""
         with self._lock:
@@ -624,6 +656,21 @@ class LocalTarget:
                 names = [m.spec.name for m in self._processes]
                 raise SpecError("name", name, f"one of the processes {names}")
             return log_tail(matches[0].record.log_path, lines=lines)
+
+    def kill_balancer(self, name: str | None = None) -> int:
+        """SIGKILL one balancer (the first without ``name``); the supervisor restarts it. With
+        ``BalancerSpec.balancers`` > 1 the others keep serving the endpoint. Returns its pid."""
+        with self._lock:
+            balancers = [m for m in self._processes if m.spec.role == BALANCER]
+            if not balancers:
+                raise LocalTargetError("LocalTarget is not up: there is no balancer to kill")
+            names = [m.spec.name for m in balancers]
+            if name is not None and name not in names:
+                raise SpecError("name", name, f"one of the balancers {names}")
+            popen = balancers[names.index(name) if name is not None else 0].popen
+            if popen.poll() is None:
+                os.kill(popen.pid, signal.SIGKILL)
+            return popen.pid
 
     def kill_replica(self, name: str) -> int:
         """SIGKILL one replica (to watch failover); the supervisor restarts it. Returns its pid."""
@@ -657,10 +704,14 @@ class LocalTarget:
         return next(m for m in self._processes if m.spec.name == name)
 
     def _balancer_replicas(self) -> dict[str, Any]:
+        """``GET /-/replicas`` of every balancer, merged (counts summed over K balancers)."""
+        from mltoolkit.observe.traffic import merge_replica_reports
+
         if self._endpoint is None and self._record is None:
             raise LocalTargetError("LocalTarget is not up: call up(spec) first")
-        answer: dict[str, Any] = http_get_json(self._find(BALANCER).spec.url + "/-/replicas")
-        return answer
+        with self._lock:
+            urls = [m.spec.own_url for m in self._processes if m.spec.role == BALANCER]
+        return merge_replica_reports([http_get_json(url + "/-/replicas") for url in urls])
 
     def _all_replicas_healthy(self) -> bool:
         try:

@@ -22,10 +22,12 @@ from mltoolkit.observe.summary import (
     summarize,
     utilization_balance,
 )
+from mltoolkit.observe.traffic import TrafficSnapshot, latency_frame, traffic_snapshot, traffic_window
 from mltoolkit.observe.utilization import ProcessRef, ProcessSampler, by_node
 
 # kube_metrics needs the `kubernetes` client (the `gcp` extra): imported on first use.
 _KUBE_METRICS_NAMES = ("KubeMetricsError", "MetricsServerUnavailableError", "node_utilization")
+_KUBE_TRAFFIC_NAMES = ("balancer_traffic",)
 
 
 def __getattr__(name: str) -> object:
@@ -33,6 +35,10 @@ def __getattr__(name: str) -> object:
         from mltoolkit.observe import kube_metrics
 
         return getattr(kube_metrics, name)
+    if name in _KUBE_TRAFFIC_NAMES:
+        from mltoolkit.observe import kube_traffic
+
+        return getattr(kube_traffic, name)
     raise AttributeError(f"module 'mltoolkit.observe' has no attribute {name!r}")
 
 
@@ -43,11 +49,14 @@ __all__ = [
     "PolicyComparison",
     "ProcessRef",
     "ProcessSampler",
+    "TrafficSnapshot",
     "balance",
+    "balancer_traffic",
     "by_node",
     "coefficient_of_variation",
     "compare_policies",
     "fleet_capacity_rps",
+    "latency_frame",
     "load_test",
     "node_utilization",
     "plot_cpu_by_node",
@@ -58,5 +67,7 @@ __all__ = [
     "plot_utilization",
     "served_per_replica",
     "summarize",
+    "traffic_snapshot",
+    "traffic_window",
     "utilization_balance",
 ]

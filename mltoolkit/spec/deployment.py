@@ -188,6 +188,9 @@ class ModelSpec:
         return cls(name=name, image=image, port=port, **kwargs)
 
 
+MAX_LOCAL_BALANCERS = 16
+
+
 @dataclass(frozen=True)
 class BalancerSpec:
     """How requests are spread over replicas.
@@ -198,12 +201,17 @@ class BalancerSpec:
     and below nginx ``least_conn`` and HAProxy ``leastconn`` (664 ms against 786 and 729); it
     routed around a replica slowed 10x, and keeps sending concurrent requests, which batching
     model servers need (``late_binding`` starves them).
+
+    ``balancers``: balancer processes the local target runs on the one endpoint port (SO_REUSEPORT
+    spreads client connections over them as an L4 load balancer does; killing one fails only the
+    requests it held). On GKE the balancer tier's pod count is ``BalancerTier``'s.
     """
 
     policy: str = DEFAULT_POLICY
     health_interval_s: float = 0.25
     retries: int = 1
     request_timeout_s: float = 30.0
+    balancers: int = 1
 
     def __post_init__(self) -> None:
         from mltoolkit.balancer.policies import policy_names
@@ -213,6 +221,7 @@ class BalancerSpec:
         _check_number("BalancerSpec.health_interval_s", self.health_interval_s, 0.05, 60)
         _check_int("BalancerSpec.retries", self.retries, 0, 3)
         _check_number("BalancerSpec.request_timeout_s", self.request_timeout_s, 0.1, 3600)
+        _check_int("BalancerSpec.balancers", self.balancers, 1, MAX_LOCAL_BALANCERS)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ A thin view over ``mltoolkit.observe``:
 - **Utilization**, refreshed every ``refresh_s`` seconds on a second background thread with a
   stop event: the latest reading by node (``target.utilization()``), a plot of CPU by node over
   the kept readings (``plot_cpu_by_node``) and the nodes' balance (``utilization_balance``).
-- **Balance**: the coefficient of variation across replicas (requests served, ``balance``) and
-  across nodes (mean CPU %).
+- **Live traffic** when no load test runs: with each utilization reading, the latency of the
+  real traffic the balancers served over the last ``live_window_s`` seconds
+  (``target.latency(window_s=...)``, when the target has it), per replica, in the latency table.
+- **Balance**: the coefficient of variation across replicas (requests served, ``balance``; from
+  the live traffic when no load test runs) and across nodes (mean CPU %).
 
 ``close()`` stops both threads and waits for them: nothing is left running.
 """
@@ -26,12 +29,20 @@ import ipywidgets as widgets
 import pandas as pd
 
 from mltoolkit.errors import SpecError
-from mltoolkit.observe import balance, plot_cpu_by_node, summarize, utilization_balance
+from mltoolkit.observe import balance, coefficient_of_variation, plot_cpu_by_node, summarize, utilization_balance
 from mltoolkit.widgets import render
 from mltoolkit.widgets.live import LoadTestRun, UtilizationHistory
 from mltoolkit.widgets.panel import PanelBase, close_tree
 from mltoolkit.widgets.targets import MonitoredTarget
 from mltoolkit.widgets.worker import BackgroundTask
+
+
+LOAD_TEST_TITLE = "<b>Latency (ms), whole load test</b>"
+TRAFFIC_SHOWN = ("replica", "node", "count", "errors", "throughput_rps", "p50_ms", "p90_ms", "p99_ms")
+
+
+def live_title(window_s: float) -> str:
+    return f"<b>Latency (ms), live traffic through the balancers, last {window_s:g} s (no load test running)</b>"
 
 
 def _positive(name: str, value: Any) -> float:
@@ -58,7 +69,8 @@ class MonitorPanel(PanelBase):
 
     Methods mirror the buttons: ``start()``, ``stop()``; ``wait()`` blocks until a stopped load
     test has finished its last chunk. Results: ``summary``, ``load_frame``,
-    ``utilization_frame``, ``replicas_cv``, ``nodes_cv``.
+    ``utilization_frame``, ``replicas_cv``, ``nodes_cv``, ``traffic_frame`` (the last live
+    traffic reading, ``target.latency`` of ``live_window_s`` seconds; read while no load test runs).
     """
 
     def __init__(
@@ -73,6 +85,7 @@ class MonitorPanel(PanelBase):
         load_options: Mapping[str, Any] | None = None,
         refresh: bool = True,
         max_refresh_failures: int = 3,
+        live_window_s: float = 1.0,
     ) -> None:
         for method in ("load_test", "utilization"):
             if not callable(getattr(target, method, None)):
@@ -83,6 +96,7 @@ class MonitorPanel(PanelBase):
         self.chunk_s = _positive("chunk_s", chunk_s)
         self.refresh_s = _positive("refresh_s", refresh_s)
         self.max_refresh_failures = _whole("max_refresh_failures", max_refresh_failures, 1)
+        self.live_window_s = _positive("live_window_s", live_window_s)
         if load_options is not None and not isinstance(load_options, Mapping):
             raise SpecError("MonitorPanel.load_options", load_options, "None or a mapping of load_test arguments")
         reserved = {"rate", "duration", "concurrency"} & set(load_options or {})
@@ -98,6 +112,7 @@ class MonitorPanel(PanelBase):
         self.utilization_frame: pd.DataFrame | None = None
         self.replicas_cv: float | None = None
         self.nodes_cv: float | None = None
+        self.traffic_frame: pd.DataFrame | None = None
         self._load_stop = threading.Event()
         self._refresh_stop = threading.Event()
         self._refresh_thread: threading.Thread | None = None
@@ -116,6 +131,7 @@ class MonitorPanel(PanelBase):
         self.status = widgets.HTML(value="load test: idle")
         self.balance = widgets.HTML(value=render.balance_html(None, None))
         self.latency = widgets.HTML(value="")
+        self.latency_title = widgets.HTML(value=LOAD_TEST_TITLE)
         self.utilization_status = widgets.HTML(value="utilization: waiting for the first reading")
         self.utilization = widgets.HTML(value="")
         self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="460px"))
@@ -124,7 +140,7 @@ class MonitorPanel(PanelBase):
                 widgets.HBox([self.rate, self.start_button, self.stop_button]),
                 self.status,
                 self.balance,
-                widgets.HTML("<b>Latency (ms), whole load test</b>"),
+                self.latency_title,
                 self.latency,
                 widgets.HTML("<b>Utilization by node</b>"),
                 self.utilization_status,
@@ -185,6 +201,7 @@ class MonitorPanel(PanelBase):
             replicas_cv = balance(frame)
             with self._lock:
                 self.load_frame, self.summary, self.replicas_cv = frame, summary, replicas_cv
+            self.latency_title.value = LOAD_TEST_TITLE
             self.latency.value = render.latency_html(summary)
             self._show_balance()
             if not self._load_stop.is_set():
@@ -204,7 +221,8 @@ class MonitorPanel(PanelBase):
     # ------------------------------------------------------------------ utilization
 
     def refresh(self) -> None:
-        """Read utilization once and update the table, plot and balance (on this thread)."""
+        """Read utilization once and update the table, plot and balance (on this thread); while
+        no load test runs, then read the live traffic (``refresh_traffic``)."""
         reading = self.target.utilization()
         with self._lock:
             self._history.add(reading)
@@ -222,6 +240,32 @@ class MonitorPanel(PanelBase):
             f"one every {self.refresh_s:g} s"
         )
         self._show_balance()
+        if not self.running:
+            self.refresh_traffic()
+
+    def refresh_traffic(self) -> bool:
+        """Show the real traffic of the last ``live_window_s`` seconds (``target.latency``) in the
+        latency table, and its replicas' balance; False when the target has no ``latency()``. A
+        failed reading is shown in the table's place (utilization goes on)."""
+        latency = getattr(self.target, "latency", None)
+        if not callable(latency):
+            return False
+        try:
+            traffic = latency(window_s=self.live_window_s)
+        except Exception as error:  # the balancers may be restarting; shown, not fatal
+            if not self.running:
+                self.latency_title.value = live_title(self.live_window_s)
+                self.latency.value = render.error_html(error, "live traffic reading")
+            return True
+        if self.running:  # a load test started meanwhile: its table wins
+            return True
+        replicas_cv = coefficient_of_variation(traffic["count"]) if traffic["count"].sum() else None
+        with self._lock:
+            self.traffic_frame, self.replicas_cv = traffic, replicas_cv
+        self.latency_title.value = live_title(self.live_window_s)
+        self.latency.value = render.frame_html(traffic[list(TRAFFIC_SHOWN)])
+        self._show_balance()
+        return True
 
     def _refresh_loop(self) -> None:
         failures = 0

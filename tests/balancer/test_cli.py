@@ -161,3 +161,43 @@ async def test_the_balancer_process_end_to_end(replicas, balancer_process, clien
     assert (await response.json())["predictions"] == [5]
     response.release()
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+def test_an_admin_port_round_trips_and_is_checked(capsys):
+    config = BalancerConfig(replicas=(ReplicaTarget("a", "http://127.0.0.1:9001"),), port=8000,
+                            reuse_port=True, admin_port=8101)  # fmt: skip
+    assert config_from_args(config.to_cli_args()) == config
+    for argv, message in [
+        ([*ONE, "--admin-port", "0"], "--admin-port: 0 is not allowed; expected a whole number from 1"),
+        (["--port", "8000", "--replica", "a=http://127.0.0.1:9001", "--admin-port", "8000"],
+         "--admin-port: 8000 is not allowed; expected a port other than --port 8000"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_the_admin_port_reaches_this_process_alone(replicas, balancer_process, client):
+    """Two processes share --port (--reuse-port); each one's --admin-port answers for it only."""
+    a = await replicas("a")
+    admin_ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            admin_ports.append(sock.getsockname()[1])
+    first, url = await balancer_process(["--port", "0", "--reuse-port", "--replica", f"a={a.url}",
+                                         "--admin-port", str(admin_ports[0])])  # fmt: skip
+    port = url.rsplit(":", 1)[1]
+    second, _ = await balancer_process(["--port", port, "--reuse-port", "--replica", f"a={a.url}",
+                                        "--admin-port", str(admin_ports[1])])  # fmt: skip
+    async with client.post(f"http://127.0.0.1:{admin_ports[1]}/predict", json={"instances": [[1]]}) as response:
+        assert response.status == 200
+    counts = []
+    for admin in admin_ports:
+        async with client.get(f"http://127.0.0.1:{admin}/-/metrics?format=json") as response:
+            counts.append(sum(r["count"] for r in (await response.json())["replicas"]))
+    assert counts == [0, 1]
+    for process in (first, second):
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0

@@ -11,7 +11,7 @@ BACKEND_CONFIG = "kubernetes:cloud.google.com/v1:BackendConfig"
 
 
 def test_l4_load_balancer_admits_only_the_allowed_cidrs(sketch_run):
-    (service,) = sketch_run.of_type(SERVICE)
+    service = sketch_run.named("digits-service")  # the front; the tier has its own
     assert service.inputs["spec"]["type"] == "LoadBalancer"
     assert service.inputs["spec"]["loadBalancerSourceRanges"] == [ALLOWED]
     assert service.inputs["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
@@ -22,13 +22,13 @@ def test_l4_load_balancer_admits_only_the_allowed_cidrs(sketch_run):
 
 def test_public_only_when_asked(deployment):
     result = run(make_cluster(allowed_cidrs=(), allow_public=True), deployment)
-    (service,) = result.of_type(SERVICE)
+    service = result.named("digits-service")  # the front; the tier has its own
     assert service.inputs["spec"]["loadBalancerSourceRanges"] == ["0.0.0.0/0"]
 
 
 def test_nobody_allowed_means_no_external_endpoint(deployment):
     result = run(make_cluster(allowed_cidrs=()), deployment)
-    (service,) = result.of_type(SERVICE)
+    service = result.named("digits-service")  # the front; the tier has its own
     assert service.inputs["spec"]["type"] == "ClusterIP"
     assert "loadBalancerSourceRanges" not in service.inputs["spec"]
     assert result.outputs["endpoint_ip"] is None and result.outputs["endpoint_url"] is None
@@ -40,7 +40,7 @@ def l7_run(deployment):
 
 
 def test_l7_is_container_native_behind_an_ingress(l7_run):
-    (service,) = l7_run.of_type(SERVICE)
+    service = l7_run.named("digits-service")  # the front; the tier has its own
     assert service.inputs["spec"]["type"] == "ClusterIP"
     assert service.inputs["metadata"]["annotations"]["cloud.google.com/neg"] == '{"ingress": true}'
     (ingress,) = l7_run.of_type(INGRESS)
@@ -59,7 +59,7 @@ def test_l7_sources_are_enforced_by_cloud_armor(l7_run):
     assert default["action"] == "deny(403)" and default["match"]["config"]["srcIpRanges"] == ["*"]
     (config,) = l7_run.of_type(BACKEND_CONFIG)
     assert config.inputs["spec"]["securityPolicy"] == {"name": policy.outputs["name"]}
-    assert config.inputs["spec"]["healthCheck"]["requestPath"] == "/v2/health/ready"
+    assert config.inputs["spec"]["healthCheck"]["requestPath"] == "/-/health"  # the balancer tier's
     assert config.inputs["apiVersion"] == "cloud.google.com/v1"
 
 

@@ -20,6 +20,7 @@ SKETCH_TYPES = Counter(
         "mltoolkit:gcp:ModelDelivery": 1,
         "mltoolkit:gcp:ServingImage": 1,
         "mltoolkit:gcp:ModelServing": 1,
+        "mltoolkit:gcp:BalancerTier": 1,
         "mltoolkit:gcp:ModelEndpoint": 1,
         "gcp:artifactregistry/repository:Repository": 1,
         "gcp:storage/bucket:Bucket": 1,
@@ -36,11 +37,13 @@ SKETCH_TYPES = Counter(
         "command:local:Command": 1,  # the serving image, built by Cloud Build
         "pulumi:providers:kubernetes": 1,
         "kubernetes:core/v1:Namespace": 1,
-        "kubernetes:core/v1:ServiceAccount": 1,
-        "kubernetes:apps/v1:Deployment": 1,  # the sketch's one Deployment
-        "kubernetes:core/v1:Service": 1,  # ... behind one LoadBalancer
+        "kubernetes:core/v1:ServiceAccount": 2,  # model server, balancer tier
+        "kubernetes:apps/v1:Deployment": 2,  # the sketch's model Deployment and the balancer tier
+        "kubernetes:core/v1:Service": 2,  # one LoadBalancer in front of the tier, the replicas' ClusterIP
+        "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,  # the tier may read EndpointSlices ...
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,  # ... and nothing else
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 1,
-        "kubernetes:policy/v1:PodDisruptionBudget": 1,
+        "kubernetes:policy/v1:PodDisruptionBudget": 2,  # one replica or balancer pod at a time
     }
 )
 

@@ -21,12 +21,12 @@ def test_the_kubernetes_objects_the_program_creates_are_schema_valid(sketch_run,
                 assert manifest["kind"] == "BackendConfig"
     assert checked == {
         "Namespace", "ServiceAccount", "Deployment", "Service", "HorizontalPodAutoscaler",
-        "PodDisruptionBudget", "Ingress",
+        "PodDisruptionBudget", "Ingress", "Role", "RoleBinding",
     }
 
 
 def test_registered_deployment_carries_the_spec(sketch_run):
-    (deployment,) = sketch_run.of_type(DEPLOYMENT)
+    deployment = sketch_run.named("digits-deployment")
     spec = deployment.inputs["spec"]
     assert spec["replicas"] == 3
     (container,) = spec["template"]["spec"]["containers"]
@@ -44,14 +44,14 @@ def test_registered_deployment_carries_the_spec(sketch_run):
 
 
 def test_a_cpu_deployment_never_tolerates_the_gpu_taint(sketch_run, gpu_run):
-    (on_gpu_cluster,) = gpu_run.of_type(DEPLOYMENT)  # a CPU model on a cluster with a GPU pool
+    on_gpu_cluster = gpu_run.named("digits-deployment")  # a CPU model on a cluster with a GPU pool
     assert "tolerations" not in on_gpu_cluster.inputs["spec"]["template"]["spec"]
-    (cpu,) = sketch_run.of_type(DEPLOYMENT)
+    cpu = sketch_run.named("digits-deployment")
     assert "tolerations" not in cpu.inputs["spec"]["template"]["spec"]
 
 
 def test_service_account_is_bound_to_the_model_reader(sketch_run):
-    (account,) = sketch_run.of_type("kubernetes:core/v1:ServiceAccount")
+    account = sketch_run.named("digits-service-account")
     assert account.inputs["metadata"]["name"] == "digits-server"
     assert account.inputs["metadata"]["annotations"] == {
         "iam.gke.io/gcp-service-account": f"mltoolkit-model@{PROJECT}.iam.gserviceaccount.com"
@@ -60,10 +60,10 @@ def test_service_account_is_bound_to_the_model_reader(sketch_run):
 
 def test_image_model_has_no_bucket_identity(deployment):
     result = run(make_cluster(), make_deployment(ModelSpec.from_image("example.org/m:1", name="digits")))
-    (account,) = result.of_type("kubernetes:core/v1:ServiceAccount")
+    account = result.named("digits-service-account")
     assert "annotations" not in account.inputs["metadata"]
     assert result.of_type("gcp:storage/bucketObject:BucketObject") == []
-    (deployment_object,) = result.of_type(DEPLOYMENT)
+    deployment_object = result.named("digits-deployment")
     assert deployment_object.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example.org/m:1"
 
 

@@ -407,6 +407,55 @@ def test_utilization_reads_the_cluster_named_by_the_kubeconfig_output(cluster, f
     assert "/api/v1/namespaces/mltoolkit/pods" in paths
 
 
+def test_latency_and_the_utilization_counters_come_from_the_balancer_tier(cluster, fake):
+    """latency() sums the balancer pods' /-/metrics; utilization() fills in_flight and served
+    per node from their /-/replicas (both through the API server's pod proxy)."""
+    from mltoolkit.balancer.metrics import ReplicaTraffic, metrics_document
+    from tests.observe.fake_balancer_pods import FakeKubeAPIWithProxy, balancer_pod
+
+    kube = _fake_kube_api()
+    base = kube.three_node_cluster()
+    a, b, c = kube.THREE_NODE_NAMES
+    model_labels = {"app.kubernetes.io/name": "digits", "app.kubernetes.io/component": "model-server"}
+    pods = [kube.pod_object("digits-0", namespace="mltoolkit", labels=model_labels, node=a),
+            kube.pod_object("digits-1", namespace="mltoolkit", labels=model_labels, node=b),
+            balancer_pod("digits-balancer-x", a), balancer_pod("digits-balancer-y", b)]  # fmt: skip
+
+    def traffic(name, node, count, latency_s):
+        replica = ReplicaTraffic(name, node)
+        for _ in range(count):
+            replica.observe(latency_s, 200)
+        return replica
+
+    def report(*rows):
+        return {"policy": "ewma", "replicas": [{"name": n, "node": node, "healthy": True, "in_flight": i,
+                                                "served": s, "failed": 0} for n, node, i, s in rows]}  # fmt: skip
+
+    pages = {
+        ("digits-balancer-x", "/-/metrics?format=json"): metrics_document([traffic("digits-0", a, 30, 0.004),
+                                                                           traffic("digits-1", b, 5, 0.04)]),
+        ("digits-balancer-y", "/-/metrics?format=json"): metrics_document([traffic("digits-0", a, 10, 0.004)]),
+        ("digits-balancer-x", "/-/replicas"): report(("digits-0", a, 2, 30), ("digits-1", b, 0, 5)),
+        ("digits-balancer-y", "/-/replicas"): report(("digits-0", a, 1, 10), ("digits-1", b, 4, 0)),
+    }  # fmt: skip
+    cluster_state = kube.FakeCluster(nodes=base.nodes, node_metrics=base.node_metrics, pods=pods)
+    with FakeKubeAPIWithProxy(cluster_state, pages) as api:
+        fake.add_stack("dev", outputs={"kubeconfig": api.kubeconfig_yaml(), "model_name": "digits",
+                                       "namespace": "mltoolkit"}, secret_outputs={"kubeconfig"})
+        target = target_for(cluster, fake)
+        latency = target.latency()
+        by_node = target.latency(by="node")
+        utilization = target.utilization()
+        with pytest.raises(SpecError, match="latency.by"):
+            target.latency(by="pod")
+    assert list(latency["replica"]) == ["digits-0", "digits-1"] and list(latency["count"]) == [40, 5]
+    assert latency.attrs["balancers"] == 2 and (latency["p50_ms"] > 0).all()
+    assert list(by_node["node"]) == [a, b] and list(by_node["count"]) == [40, 5]
+    assert utilization["node"].tolist() == [a, b, c]
+    assert utilization["in_flight"].tolist() == [3, 4, 0] and utilization["served"].tolist() == [40, 5, 0]
+    assert str(utilization["served"].dtype) == "Int64"
+
+
 # ---------------------------------------------------------------------------------- real cloud
 
 

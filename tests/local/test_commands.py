@@ -8,6 +8,7 @@ from mltoolkit.local.commands import (
     command_summary,
     plan_frame,
     plan_processes,
+    ports_needed,
     thread_env,
 )
 from mltoolkit.spec import BalancerSpec, BatchingSpec, DeploymentSpec, ModelSpec
@@ -130,3 +131,30 @@ def test_command_summary_drops_the_interpreter():
 def test_thread_caps_follow_the_cpu_request():
     assert thread_env(500)["OMP_NUM_THREADS"] == "1"
     assert thread_env(2000)["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def test_k_balancers_share_the_endpoint_port_each_with_its_own_admin_port(model_file):
+    spec = make_spec(model_file, replicas=2, balancer=BalancerSpec(balancers=3))
+    assert ports_needed(spec) == 2 + 1 + 3
+    processes = plan_processes(spec, 1, [11, 12, 20, 31, 32, 33])
+    balancers = processes[2:]
+    assert [(p.role, p.name, p.port, p.admin_port) for p in balancers] == [
+        (BALANCER, "digits-balancer-0", 20, 31),
+        (BALANCER, "digits-balancer-1", 20, 32),
+        (BALANCER, "digits-balancer-2", 20, 33),
+    ]
+    for process in balancers:
+        argv = list(process.argv)
+        assert argv[argv.index("--port") + 1] == "20" and "--reuse-port" in argv
+        assert argv[argv.index("--admin-port") + 1] == str(process.admin_port)
+        assert [argv[i + 1] for i, a in enumerate(argv) if a == "--replica"] == [
+            "digits-0=http://127.0.0.1:11@node-0", "digits-1=http://127.0.0.1:12@node-0",
+        ]  # fmt: skip
+        # health is read where only this process answers; clients use the shared port
+        assert process.ready_url == process.live_url == f"http://127.0.0.1:{process.admin_port}/-/health"
+        assert process.url == "http://127.0.0.1:20"
+    one = plan_processes(make_spec(model_file, replicas=2), 1, [11, 12, 20])[-1]
+    assert "--reuse-port" not in one.argv and "--admin-port" not in one.argv and one.name == "digits-balancer"
+    with pytest.raises(ValueError, match="need 6 ports"):
+        plan_processes(spec, 1, [11, 12, 20])
+

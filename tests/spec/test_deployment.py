@@ -47,6 +47,8 @@ def test_memory_quantities(value, size):
         ({"max_request_bytes": 10}, "DeploymentSpec.max_request_bytes", "from 1024"),
         ({"balancer": {"policy": "fastest"}}, "BalancerSpec.policy", "round_robin"),
         ({"balancer": {"retries": 9}}, "BalancerSpec.retries", "from 0 to 3"),
+        ({"balancer": {"balancers": 0}}, "BalancerSpec.balancers", "from 1 to 16"),
+        ({"balancer": {"balancers": 2.0}}, "BalancerSpec.balancers", "from 1 to 16"),
         ({"balancer": {"colour": "red"}}, "BalancerSpec.colour", "one of the fields"),
         ({"model": "digits"}, "DeploymentSpec.model", "a ModelSpec"),
     ],

@@ -36,6 +36,8 @@ class FakeTarget:
         self.pattern = list(self.replicas)
         #: node → cpu_percent of utilization() readings
         self.cpu_percent = {"node-0": 40.0, "node-1": 60.0}
+        #: replica → requests the balancers served in each latency() window (none: no traffic)
+        self.traffic: dict[str, int] = {}
 
     # ---------------------------------------------------------------- test controls
 
@@ -79,6 +81,22 @@ class FakeTarget:
                 "error": pd.Series([None] * n, dtype=object),
             }
         )
+
+    def latency(self, window_s: float | None = None, by: str = "replica") -> pd.DataFrame:
+        """``latency()`` in its contract's shape: each replica served ``traffic[replica]``
+        requests at its fixed latency."""
+        from mltoolkit.balancer.metrics import ReplicaTraffic, metrics_document
+        from mltoolkit.observe.traffic import latency_frame, traffic_snapshot
+
+        self._enter("latency", window_s=window_s, by=by)
+        self._wait_and_maybe_fail("latency")
+        served = []
+        for name, (node, latency_s) in self.replicas.items():
+            replica = ReplicaTraffic(name, node)
+            for _ in range(self.traffic.get(name, 0)):
+                replica.observe(latency_s, 200)
+            served.append(replica)
+        return latency_frame(traffic_snapshot([metrics_document(served)], at=0.0), window_s, by)
 
     def utilization(self) -> pd.DataFrame:
         """One by-node reading in the utilization contract's shape."""
@@ -185,3 +203,4 @@ class Factory:
     @property
     def last(self) -> FakeTarget:
         return self.built[-1]
+

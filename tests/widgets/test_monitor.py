@@ -146,6 +146,39 @@ def test_utilization_is_refreshed_as_a_table_a_plot_and_the_nodes_balance(make_p
     assert not panel.refreshing
 
 
+def test_live_traffic_is_shown_when_no_load_test_runs(make_panel, target):
+    """No load test: each refresh reads target.latency over live_window_s and shows it, with the
+    replicas' balance from it; a running load test's table is not overwritten."""
+    target.traffic = {"digits-0": 30, "digits-1": 10}
+    panel = make_panel(live_window_s=2.0)
+    panel.refresh()
+    assert target.called("latency") == [((), {"window_s": 2.0, "by": "replica"})]
+    assert "live traffic" in text(panel.latency_title.value) and "last 2 s" in text(panel.latency_title.value)
+    rows = records(panel.latency.value)
+    assert [(r["replica"], r["node"], r["count"]) for r in rows] == [("digits-0", "node-0", "30"), ("digits-1", "node-1", "10")]
+    assert 5.0 < float(rows[0]["p50_ms"]) <= 10.0 and 20.0 < float(rows[1]["p50_ms"]) <= 50.0  # the buckets' estimates
+    assert panel.replicas_cv == pytest.approx(0.5)  # 30 and 10: std 10 over mean 20
+    assert list(panel.traffic_frame["count"]) == [30, 10]
+
+    hold = target.hold("load_test")
+    panel.start()
+    wait_for(lambda: "load_test" in target.entered)
+    panel.refresh()  # during the load test: no live traffic reading
+    assert len(target.called("latency")) == 1
+    hold.set()
+    panel.stop()
+    assert panel.wait(TIMEOUT)
+    assert "whole load test" in text(panel.latency_title.value)
+
+
+def test_a_failed_traffic_reading_is_shown_and_utilization_goes_on(make_panel, target):
+    target.fail("latency", LocalTargetError("LocalTarget is not up: call up(spec) first"))
+    panel = make_panel()
+    panel.refresh()
+    assert "not up" in text(panel.latency.value)
+    assert len(records(panel.utilization.value)) == 2
+
+
 def test_the_plot_covers_the_kept_readings(make_panel, target):
     panel = make_panel(keep=2)
     for percent in (10.0, 20.0, 30.0):
