@@ -36,7 +36,7 @@ from typing import Callable, Mapping
 import pulumi
 
 from mltoolkit.errors import SpecError
-from mltoolkit.gcp import balancer_manifests, catalog, images, manifests
+from mltoolkit.gcp import catalog, images, manifests
 from mltoolkit.gcp.balancer_tier import BalancerTier, BalancerTierArgs
 from mltoolkit.gcp.build import ServingImage, ServingImageArgs
 from mltoolkit.gcp.cluster import GkeCluster, GkeClusterArgs
@@ -155,7 +155,6 @@ def build_program(
     fixed_labels = stable_labels(all_labels)
     check_replica_fits(cluster, deployment)
     check_gpu_request(cluster, deployment)
-    balancer_manifests.check_model_name(deployment.model.name)
     model = deployment.model
     if model.path is not None and not Path(model.path).is_file():
         raise SpecError("ModelSpec.path", model.path, "an existing model file")

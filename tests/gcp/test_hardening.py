@@ -33,6 +33,9 @@ ACCEPTED = {
     "known once the registry answers",
     "CKV_K8S_15": "imagePullPolicy stays IfNotPresent: tags are immutable (content hash, version), "
     "so Always would only add a registry round trip to every pod start",
+    "CKV_K8S_38": "the balancer tier's pods mount their service-account token: they follow the "
+    "replicas' EndpointSlices with it, under a Role limited to get/list/watch endpointslices; "
+    "the model-server pods mount none",
     "CKV2_K8S_6": "no NetworkPolicy: GKE Standard enforces them only with Dataplane V2 or Calico; "
     "the pods listen on one port, reached through the load balancer limited to allowed_cidrs",
 }

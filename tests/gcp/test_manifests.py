@@ -178,14 +178,15 @@ def test_image_model_health_checks_use_its_port_and_no_path_it_may_not_serve():
     assert config["spec"]["healthCheck"] == {"type": "HTTP", "port": 9000, "checkIntervalSec": 5, "timeoutSec": 3}
 
 
-def test_l7_health_check_of_the_program_follows_the_model(deployment):
+def test_l7_health_check_of_the_program_is_the_balancer_tiers_whatever_the_model(deployment):
     from tests.gcp.conftest import run
 
+    # the L7 load balancer sends to the balancer pods (port 8080, /-/health), not to the replicas
     image_model = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits", port=9000))
-    for spec, port, path in ((deployment, 8080, "/v2/health/ready"), (image_model, 9000, None)):
+    for spec in (deployment, image_model):
         result = run(make_cluster(load_balancer="l7"), spec)
         health = result.named("digits-backend-config").inputs["spec"]["healthCheck"]
-        assert (health["port"], health.get("requestPath")) == (port, path)
+        assert (health["port"], health.get("requestPath")) == (8080, "/-/health")
 
 
 # -- hardened pods (issue 12.8) ------------------------------------------------------------------

@@ -305,11 +305,23 @@ def test_up_builds_the_serving_image_before_the_deployment(sketch_run):
     assert build.urn in deployment.dependencies  # pods are created after the push
     assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == image
     assert sketch_run.outputs["serving_image"] == image
+    tier = sketch_run.named("digits-balancer-deployment")  # the balancer runs from the same image
+    assert build.urn in tier.dependencies
+    assert tier.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
 
-def test_no_build_for_an_image_model_or_a_named_serving_image(deployment):
+def test_an_image_model_still_builds_the_balancers_image_and_a_named_one_builds_nothing(deployment):
     image_model = make_deployment(ModelSpec.from_image("example.org/m:1", name="digits"))
-    assert not run(make_cluster(), image_model).of_type("command:local:Command")
+    result = run(make_cluster(), image_model)
+    (build,) = result.of_type("command:local:Command")  # the balancer tier needs the mltoolkit image
+    replicas = result.named("digits-deployment")
+    assert replicas.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example.org/m:1"
+    assert build.urn not in replicas.dependencies  # the model's own image waits for no build
+    tier = result.named("digits-balancer-deployment")
+    assert build.urn in tier.dependencies
+    assert tier.inputs["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        f"us-central1-docker.pkg.dev/{PROJECT}/mltoolkit/mltoolkit-serving:"
+    )
     named = run(make_cluster(serving_image="example.org/serving:1"), deployment)
     assert not named.of_type("command:local:Command")
     assert named.outputs["serving_image"] == "example.org/serving:1"

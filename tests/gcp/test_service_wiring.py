@@ -184,8 +184,10 @@ def l7_objects(deployment):
     return kubernetes_objects(run(make_cluster(load_balancer="l7"), deployment))
 
 
-def only(manifests, kind):
-    (found,) = objects_of_kind(manifests, kind)
+def only(manifests, kind, name="digits"):
+    """The object of ``kind`` named ``name`` (the model's external Service, Ingress, BackendConfig;
+    the balancer tier and the replicas' Service are named apart)."""
+    (found,) = [o for o in objects_of_kind(manifests, kind) if o["metadata"]["name"] == name]
     return found
 
 
