@@ -30,6 +30,7 @@ from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget, parse_repli
 from mltoolkit.balancer.policies import policy_names
 from mltoolkit.balancer.server import BalancerServer, ClientConnection, raise_open_file_limit, start_server
 from mltoolkit.errors import SpecError
+from mltoolkit.startup import freeze_startup_objects
 
 logger = logging.getLogger("mltoolkit.balancer.cli")
 
@@ -310,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if found is not None:
             replicas += f" + those of Service {found[1].service} in {found[0].namespace}"
         admin = f", admin on http://{config.host}:{config.admin_port}" if config.admin_port else ""
+        frozen = freeze_startup_objects()  # no first full collection stalling the first requests
+        logging.getLogger("mltoolkit.balancer").info("%d start-up objects frozen out of the garbage collector", frozen)
         print(f"mltoolkit balancer listening on {url} (policy {config.policy}, {replicas}{admin})", flush=True)
 
     raise_open_file_limit()

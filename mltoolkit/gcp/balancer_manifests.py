@@ -178,6 +178,7 @@ def replica_service(model_name: str, labels: Mapping[str, str]) -> dict[str, Any
 def balancer_args(deployment: DeploymentSpec) -> list[str]:
     """The balancer's command line: the BalancerSpec's settings, replicas found by discovery."""
     spec, model = deployment.balancer, deployment.model.name
+    hedge = ["--hedge"] if spec.hedge else []
     return [
         "--port", str(BALANCER_PORT),
         "--host", "0.0.0.0",
@@ -189,6 +190,7 @@ def balancer_args(deployment: DeploymentSpec) -> list[str]:
         DISCOVER_SERVICE_OPTION, replica_service_name(model),
         DISCOVER_NAMESPACE_OPTION, manifests.NAMESPACE,
         DISCOVER_PORT_NAME_OPTION, REPLICA_PORT_NAME,
+        *hedge,
     ]  # fmt: skip
 
 

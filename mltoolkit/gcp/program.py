@@ -252,6 +252,7 @@ def build_program(
                 serving=serving,
                 labels=fixed_labels,
                 after=pulled_after,
+                pod_monitoring=cluster.managed_prometheus,
             ),
         )
         endpoint = ModelEndpoint(

@@ -191,6 +191,8 @@ def balancer_argv(
         "--timeout", str(balancer.request_timeout_s),
         "--max-request-bytes", str(spec.max_request_bytes),
     ]  # fmt: skip
+    if balancer.hedge:
+        argv.append("--hedge")
     if admin_port is not None:
         argv += ["--reuse-port", "--admin-port", str(admin_port)]
     for replica in replicas:

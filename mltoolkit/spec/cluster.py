@@ -208,7 +208,9 @@ class ClusterSpec:
     (a GKE Ingress: global external HTTP load balancer with container-native NEGs, source ranges
     enforced by a Cloud Armor policy). ``serving_image`` is the model server image for models
     given as a file; by default the stack's own registry image built with Cloud Build
-    (see ``mltoolkit.gcp.images``).
+    (see ``mltoolkit.gcp.images``). ``managed_prometheus``: register a PodMonitoring so Google
+    Cloud Managed Service for Prometheus scrapes the balancer pods' ``/-/metrics`` (the cluster's
+    managed collection must be on, as it is by default on new GKE clusters).
     """
 
     name: str
@@ -222,9 +224,11 @@ class ClusterSpec:
     allow_public: bool = False
     load_balancer: str = "l4"
     serving_image: str | None = None
+    managed_prometheus: bool = False
 
     def __post_init__(self) -> None:
         _check_gke_name("ClusterSpec.name", self.name)
+        _check_bool("ClusterSpec.managed_prometheus", self.managed_prometheus)
         if not isinstance(self.project, str) or not _PROJECT_ID.match(self.project):
             raise SpecError("ClusterSpec.project", self.project, PROJECT_ALLOWED)
         region = catalog.region_of(self.location) if isinstance(self.location, str) else None

@@ -205,6 +205,11 @@ class BalancerSpec:
     ``balancers``: balancer processes the local target runs on the one endpoint port (SO_REUSEPORT
     spreads client connections over them as an L4 load balancer does; killing one fails only the
     requests it held). On GKE the balancer tier's pod count is ``BalancerTier``'s.
+
+    ``hedge``: a request with no answer after 3x the slowest other replica's latency average (at
+    least 0.1 s) is sent to another replica too, and the first answer wins (predictions are
+    idempotent), so a hung replica delays requests by that much instead of until it is restarted.
+    Off by default: it adds work on a busy fleet (``benchmarks/hung_replica.py`` measures it).
     """
 
     policy: str = DEFAULT_POLICY
@@ -212,6 +217,7 @@ class BalancerSpec:
     retries: int = 1
     request_timeout_s: float = 30.0
     balancers: int = 1
+    hedge: bool = False
 
     def __post_init__(self) -> None:
         from mltoolkit.balancer.policies import policy_names
@@ -222,6 +228,8 @@ class BalancerSpec:
         _check_int("BalancerSpec.retries", self.retries, 0, 3)
         _check_number("BalancerSpec.request_timeout_s", self.request_timeout_s, 0.1, 3600)
         _check_int("BalancerSpec.balancers", self.balancers, 1, MAX_LOCAL_BALANCERS)
+        if not isinstance(self.hedge, bool):
+            raise SpecError("BalancerSpec.hedge", self.hedge, "True or False")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ with the RBAC rules asserted exactly; the external Service in front of it; its c
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from mltoolkit.balancer.discovery import DiscoveryConfig
@@ -103,6 +105,8 @@ def test_the_deployment_runs_the_spec_policy_over_the_replica_service(tier_run, 
         "--retries", "2", "--timeout", "20.0", "--max-request-bytes", str(tier_deployment.max_request_bytes),
         "--discover-service", "digits-replicas", "--discover-namespace", "mltoolkit", "--discover-port-name", "http",
     ]  # fmt: skip
+    hedging = replace(tier_deployment, balancer=replace(tier_deployment.balancer, hedge=True))
+    assert tier_manifests.balancer_args(hedging)[-1] == "--hedge"  # BalancerSpec(hedge=True) on GKE too
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/-/health", "port": "http"}
@@ -299,3 +303,14 @@ def test_a_pod_monitoring_has_the_balancer_pods_scraped_when_asked_and_only_then
     assert [p["name"] for p in pod["spec"]["containers"][0]["ports"]] == ["http"]
     with pytest.raises(SpecError, match="BalancerTierArgs.pod_monitoring"):
         BalancerTierArgs(deployment=tier_deployment, provider=None, image=IMAGE, serving=None, pod_monitoring="yes")
+
+
+def test_a_cluster_with_managed_prometheus_gets_the_pod_monitoring(sketch_run, deployment):
+    from tests.gcp.conftest import run
+
+    def monitorings(result):
+        return [r for r in result.resources if r.type.endswith(":PodMonitoring")]
+
+    assert not monitorings(sketch_run)  # off by default
+    (monitoring,) = monitorings(run(make_cluster(managed_prometheus=True), deployment))
+    assert monitoring.inputs["spec"]["endpoints"][0]["path"] == "/-/metrics"

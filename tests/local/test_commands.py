@@ -93,6 +93,13 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
     ]:
         assert argv[argv.index(flag) + 1] == expected
     assert balancer.ready_url == "http://127.0.0.1:20/-/health"
+    assert "--hedge" not in argv  # off unless BalancerSpec(hedge=True)
+
+
+def test_a_hedging_balancer_spec_gives_the_balancer_hedge(model_file):
+    spec = make_spec(model_file, balancer=BalancerSpec(hedge=True))
+    *_, balancer = plan_processes(spec, 1)
+    assert "--hedge" in balancer.argv
 
 
 def test_image_models_cannot_run_locally():

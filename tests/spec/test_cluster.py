@@ -135,6 +135,7 @@ def test_invalid_node_pools_are_named(kwargs, field, fragment):
         ({"master_authorized_networks": ["10.0.0.0/33"]}, "ClusterSpec.master_authorized_networks[0]", "IPv4"),
         ({"master_authorized_networks": ["2001:db8::/32"]}, "ClusterSpec.master_authorized_networks[0]", "IPv4"),
         ({"private_nodes": 1}, "ClusterSpec.private_nodes", "True or False"),
+        ({"managed_prometheus": "on"}, "ClusterSpec.managed_prometheus", "True or False"),
         ({"node_pools": ()}, "ClusterSpec.node_pools", "at least one"),
         ({"node_pools": (NodePoolSpec("a"), NodePoolSpec("a"))}, "ClusterSpec.node_pools", "distinct names"),
         ({"node_pools": (NodePoolSpec("a", min_nodes=0),)}, "ClusterSpec.node_pools", "min_nodes >= 1"),

@@ -49,6 +49,7 @@ def test_memory_quantities(value, size):
         ({"balancer": {"retries": 9}}, "BalancerSpec.retries", "from 0 to 3"),
         ({"balancer": {"balancers": 0}}, "BalancerSpec.balancers", "from 1 to 16"),
         ({"balancer": {"balancers": 2.0}}, "BalancerSpec.balancers", "from 1 to 16"),
+        ({"balancer": {"hedge": "yes"}}, "BalancerSpec.hedge", "True or False"),
         ({"balancer": {"colour": "red"}}, "BalancerSpec.colour", "one of the fields"),
         ({"model": "digits"}, "DeploymentSpec.model", "a ModelSpec"),
     ],
