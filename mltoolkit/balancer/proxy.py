@@ -90,6 +90,7 @@ class Balancer:
         self._started = False
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[Reply]] = set()
+        self._abandoned: set[asyncio.Task[Reply]] = set()  # stuck attempts that lost a hedge
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -107,9 +108,9 @@ class Balancer:
 
     async def stop(self) -> None:
         watchers = [r.watcher for r in self._replicas.values() if r.watcher is not None]
-        for task in watchers:
+        for task in (*watchers, *self._abandoned):
             task.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(*watchers, *self._abandoned, return_exceptions=True)
         for replica in self._replicas.values():
             replica.pool.close()
         if self._health_session is not None:
@@ -449,8 +450,11 @@ class Balancer:
         begun: tuple[int, float] | None,
     ) -> Reply:
         """``_forward``, and if no answer came within ``hedge_delay``, the same request to
-        another replica too: the first answer wins, the other attempt is cancelled (counted
-        failed on its replica). Predictions are idempotent, so the copy is safe."""
+        another replica too: the first answer wins. Predictions are idempotent, so the copy is
+        safe. A copy that loses is cancelled; a stuck attempt that loses is left to finish (its
+        answer is dropped): it is still queued on its replica, and while it counts there in
+        flight the policy sends that replica no more than its load warrants (cancelling it made
+        a hung replica look idle, and it drew more requests until its health checks failed)."""
         loop = self._loop
         primary = loop.create_task(self._forward(state, request, head, deadline, fresh, begun))
         delay = self.hedge_delay(state)
@@ -486,10 +490,20 @@ class Balancer:
             assert error is not None
             raise error
         finally:
+            if primary in pending:
+                pending.discard(primary)
+                self._leave_running(primary)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    def _leave_running(self, attempt: asyncio.Task[Reply]) -> None:
+        """Let a stuck attempt that lost a hedge end by itself (answer, failure or the request
+        deadline), its result dropped; ``stop()`` cancels it."""
+        self._abandoned.add(attempt)
+        attempt.add_done_callback(self._abandoned.discard)
+        attempt.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def _forward(
         self,
