@@ -35,6 +35,7 @@ from mltoolkit.serving.protocol import (
     dumps,
     load_json,
     parse_infer_request,
+    tensor_datatype_and_shape,
 )
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -137,22 +138,7 @@ def _binary_size(tensor: Any) -> int | None:
 
 
 def _binary_rows(tensor: dict[str, Any], raw: bytes, n_features: int | None) -> np.ndarray:
-    datatype = tensor.get("datatype")
-    if datatype not in INPUT_DATATYPES:
-        raise RequestError(
-            400,
-            f"inputs[0].datatype {datatype!r} is not supported; expected one of "
-            f"{sorted(INPUT_DATATYPES)}",
-        )
-    shape = tensor.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise RequestError(
-            400, f"inputs[0].shape must be [rows, features] (two whole numbers); got {shape!r}"
-        )
+    datatype, shape = tensor_datatype_and_shape(tensor)
     dtype = INPUT_DATATYPES[datatype].newbyteorder("<")
     needed = shape[0] * shape[1] * dtype.itemsize
     if needed != len(raw):

@@ -143,22 +143,7 @@ def parse_infer_request(body: bytes, n_features: int | None) -> InferRequest:
         raise RequestError(400, f"inputs[0] is missing {', '.join(missing)}")
     if not isinstance(tensor["name"], str):
         raise RequestError(400, f"inputs[0].name must be a string; got {tensor['name']!r}")
-    datatype = tensor["datatype"]
-    if datatype not in INPUT_DATATYPES:
-        raise RequestError(
-            400,
-            f"inputs[0].datatype {datatype!r} is not supported; expected one of "
-            f"{sorted(INPUT_DATATYPES)}",
-        )
-    shape = tensor["shape"]
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise RequestError(
-            400, f"inputs[0].shape must be [rows, features] (two whole numbers); got {shape!r}"
-        )
+    datatype, shape = tensor_datatype_and_shape(tensor)
     values = _numeric_array(tensor["data"], "inputs[0].data", datatype)
     if values.size != shape[0] * shape[1]:
         raise RequestError(
@@ -271,3 +256,25 @@ def _nan_to_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _nan_to_none(v) for k, v in value.items()}
     return value
+
+
+def tensor_datatype_and_shape(tensor: dict[str, Any]) -> tuple[str, list[int]]:
+    """``inputs[0]``'s datatype (one of ``INPUT_DATATYPES``) and shape ``[rows, features]``, or a
+    400 naming what is wrong (JSON and binary tensors alike)."""
+    datatype = tensor.get("datatype")
+    if datatype not in INPUT_DATATYPES:
+        raise RequestError(
+            400,
+            f"inputs[0].datatype {datatype!r} is not supported; expected one of "
+            f"{sorted(INPUT_DATATYPES)}",
+        )
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise RequestError(
+            400, f"inputs[0].shape must be [rows, features] (two whole numbers); got {shape!r}"
+        )
+    return datatype, shape
