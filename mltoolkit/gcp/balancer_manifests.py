@@ -301,18 +301,15 @@ def pod_disruption_budget(model_name: str, labels: Mapping[str, str]) -> dict[st
 
 
 def front_service(model_name: str, cluster: ClusterSpec, labels: Mapping[str, str]) -> dict[str, Any]:
-    """The external Service of ``manifests.service`` (type, source ranges, NEG annotations kept),
+    """The external Service of ``manifests.service`` (type, source ranges, NEG annotations),
     selecting the balancer pods instead of the model-server pods."""
-    service = manifests.service(model_name, cluster, labels)
-    service["spec"]["selector"] = selector_labels(model_name)
-    return service
+    return manifests.service(model_name, cluster, labels, selector=selector_labels(model_name))
 
 
 def front_backend_config(
     model_name: str, labels: Mapping[str, str], security_policy: str | None
 ) -> dict[str, Any]:
     """``manifests.backend_config`` with the L7 health check on the balancer's health route."""
-    config = manifests.backend_config(model_name, labels, security_policy)
-    config["spec"]["healthCheck"]["requestPath"] = HEALTH_PATH
-    config["spec"]["healthCheck"]["port"] = BALANCER_PORT
-    return config
+    return manifests.backend_config(
+        model_name, labels, security_policy, port=BALANCER_PORT, request_path=HEALTH_PATH
+    )

@@ -274,8 +274,14 @@ def deployment(
     }
 
 
-def service(model_name: str, cluster: ClusterSpec, labels: Mapping[str, str]) -> dict[str, Any]:
-    """The Service in front of the replicas.
+def service(
+    model_name: str,
+    cluster: ClusterSpec,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The model's external Service: in front of the pods ``selector`` picks (default: the
+    replicas; the program passes the balancer tier's).
 
     L4 with allowed sources: type LoadBalancer, ``loadBalancerSourceRanges`` = the allowed CIDRs
     (``0.0.0.0/0`` only with ``allow_public``). L7: ClusterIP with container-native NEGs, behind
@@ -283,7 +289,7 @@ def service(model_name: str, cluster: ClusterSpec, labels: Mapping[str, str]) ->
     """
     metadata = _metadata(model_name, model_name, labels)
     spec: dict[str, Any] = {
-        "selector": selector_labels(model_name),
+        "selector": dict(selector) if selector is not None else selector_labels(model_name),
         "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
     }
     if cluster.exposed and cluster.load_balancer == "l4":
