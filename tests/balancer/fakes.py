@@ -13,7 +13,7 @@ import base64
 import json
 import socket
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Self
 
 from aiohttp import web
 
@@ -156,14 +156,21 @@ class FakeReplica:
             await runner.cleanup()
 
 
-class HalfAnswerServer:
-    """Answers health probes, but hangs up on every other request after half an answer: the
-    status line, headers with a Content-Length of 100, and 7 bytes of body."""
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request from ``reader``: its head is returned, its body (Content-Length) read past."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+    await reader.readexactly(length)
+    return head
 
-    def __init__(self, name: str = "half") -> None:
+
+class _RawServer:
+    """A TCP server on 127.0.0.1 whose ``_accept`` speaks (or breaks) HTTP by hand."""
+
+    def __init__(self, name: str) -> None:
         self.name = name
         self.port = free_port()
-        self.requests = 0
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -171,12 +178,31 @@ class HalfAnswerServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> Self:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+
+class HalfAnswerServer(_RawServer):
+    """Answers health probes, but hangs up on every other request after half an answer: the
+    status line, headers with a Content-Length of 100, and 7 bytes of body."""
+
+    def __init__(self, name: str = "half") -> None:
+        super().__init__(name)
+        self.requests = 0
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
-                await reader.readexactly(length)
+                head = await read_request(reader)
                 if head.startswith(b"GET /v2/health/ready "):
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                     continue
@@ -188,15 +214,6 @@ class HalfAnswerServer:
             pass
         writer.close()
 
-    async def start(self) -> HalfAnswerServer:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
 
 class OneAnswerPerConnection(HalfAnswerServer):
@@ -212,10 +229,7 @@ class OneAnswerPerConnection(HalfAnswerServer):
         answered = False
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
-                await reader.readexactly(length)
+                head = await read_request(reader)
                 if answered:
                     self.dropped += 1
                     break
@@ -267,29 +281,14 @@ def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     return responses
 
 
-class ClosingServer:
+class ClosingServer(_RawServer):
     """Accepts TCP connections and closes them without a byte: 'server disconnected'."""
 
     def __init__(self, name: str = "closing") -> None:
-        self.name = name
-        self.port = free_port()
+        super().__init__(name)
         self.connections = 0
-        self._server: asyncio.AbstractServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         writer.close()
 
-    async def start(self) -> ClosingServer:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
