@@ -25,6 +25,7 @@ import urllib.request
 from typing import Sequence
 
 import numpy as np
+from peers.stats import Spread, render_table
 
 GOAL_MAX_S = 1.0
 STOP_AT_S = 2.0
@@ -93,14 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rounds[mode].append(result)
                 print(f"round {repetition + 1} {mode}: " + ", ".join(f"{k} {v:.3g}" for k, v in result.items()), flush=True)
     print(f"\none replica SIGSTOPped {STOP_FOR_S:g} s at 200 req/s, 3 replicas; median [min-max] over rounds")
-    keys = ["failed", "max_s", "p99_ms", "hedged", "restarts"]
-    print(f"  {'':10}" + "".join(f"{k:>22}" for k in keys))
-    for mode, results in rounds.items():
-        cells = []
-        for key in keys:
-            values = np.array([r[key] for r in results], dtype=float)
-            cells.append(f"{np.median(values):.3g} [{values.min():.3g}-{values.max():.3g}]")
-        print(f"  {mode:10}" + "".join(f"{c:>22}" for c in cells))
+    digits = {"failed": 0, "max_s": 3, "p99_ms": 2, "hedged": 0, "restarts": 0}
+    rows = [[mode, *(Spread.of([r[k] for r in results]).format(d) for k, d in digits.items())]
+            for mode, results in rounds.items()]  # fmt: skip
+    print(render_table(["", *digits], rows))
     on = rounds["hedge on"]
     worst = max(r["max_s"] for r in on)
     failed = sum(r["failed"] for r in on)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from peers.stats import Spread, render_table
 
 GOAL_S = 3.0
 
@@ -112,14 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"round {repetition + 1} {mode}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items()), flush=True)
     print("\nseconds after the kill (median [min-max] over rounds), 200 req/s, 2 replicas")
     keys = ["restarted_s", "imports_s", "model_s", "listening_s", "healthy_s", "first_served_s", "failed"]
-    print(f"  {'':8}" + "".join(f"{k:>22}" for k in keys))
-    for mode, results in rounds.items():
-        cells = []
-        for key in keys:
-            values = np.array([r.get(key, np.nan) for r in results], dtype=float)
-            values = values[~np.isnan(values)]
-            cells.append(f"{np.median(values):.2f} [{values.min():.2f}-{values.max():.2f}]" if len(values) else "-")
-        print(f"  {mode:8}" + "".join(f"{c:>22}" for c in cells))
+    rows = [[mode, *(Spread.of([r.get(k, np.nan) for r in results]).format(2) for k in keys)]
+            for mode, results in rounds.items()]  # fmt: skip
+    print(render_table(["", *keys], rows))
     served = [r["first_served_s"] for r in rounds["standby"]]
     met = bool(served) and float(np.nanmedian(served)) <= GOAL_S
     failed = sum(r["failed"] for rs in rounds.values() for r in rs)
