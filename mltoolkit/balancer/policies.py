@@ -224,7 +224,8 @@ def latency_estimates(
     replica has answered yet (all equal).
 
     An average that no answer has refreshed for a while is stale: it decays towards the best
-    one, halving the gap every ``STALE_HALF_LIFE_S`` of silence. Otherwise a replica that was
+    one (``staleness_decay``: the gap halves every ``STALE_LATENCIES`` x the best average of
+    silence, at least every ``STALE_HALF_LIFE_S``). Otherwise a replica that was
     slow once (a cold start, a burst of expensive requests) would never be chosen again, so its
     average would never learn that it recovered, and the others would carry all the load.
     """
