@@ -21,12 +21,15 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 from typing import Any, Callable, Coroutine, Mapping, Sequence
 
 from mltoolkit.balancer import discovery
-from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget, parse_replica
+from mltoolkit.balancer.config import DATA_PLANES, BalancerConfig, ReplicaTarget, parse_replica
+from mltoolkit.balancer.haproxy_controller import INSTALL_HINT, HAProxyError
+from mltoolkit.balancer.haproxy_plane import AdminPortError, HAProxyEngine, HAProxyPlane, start_haproxy_plane
 from mltoolkit.balancer.policies import policy_names
 from mltoolkit.balancer.server import BalancerServer, ClientConnection, raise_open_file_limit, start_server
 from mltoolkit.errors import SpecError
@@ -53,6 +56,9 @@ _OPTION_OF_FIELD = {
     "BalancerConfig.max_client_connections": "--max-client-connections",
     "BalancerConfig.hedge_min_s": "--hedge-min",
     "BalancerConfig.admin_port": "--admin-port",
+    "BalancerConfig.data_plane": "--data-plane",
+    "BalancerConfig.latency_sample": "--latency-sample",
+    "BalancerConfig.hedge": "--hedge",
 }
 
 
@@ -136,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin-port", type=int, default=None,
                         help="also listen on this port of this process alone (same routes), to read "
                              "its /-/health and /-/metrics when several processes share --port")
+    parser.add_argument("--data-plane", choices=DATA_PLANES, default=defaults.data_plane,
+                        help="haproxy: HAProxy forwards the requests, this process sets its weights and "
+                             "membership (needs the haproxy program); python: this process forwards "
+                             "them (the only one that hedges) (default %(default)s)")
+    parser.add_argument("--latency-sample", type=int, default=defaults.latency_sample,
+                        help="haproxy data plane: one request in N is timed for /-/metrics' latency "
+                             "histograms (default %(default)s)")
     discovery.add_discovery_options(parser)
     return parser
 
@@ -206,10 +219,15 @@ def command_from_args(
             hedge_min_s=args.hedge_min,
             admin_port=args.admin_port,
             discovered=found is not None,
+            data_plane=args.data_plane,
+            latency_sample=args.latency_sample,
         )
     except SpecError as exc:
         option = _OPTION_OF_FIELD.get(exc.field, exc.field)
         parser.error(f"argument {option}: {exc.value!r} is not allowed; expected {exc.allowed}")
+    if config.data_plane == "haproxy" and shutil.which("haproxy") is None:
+        parser.error(f"argument --data-plane: haproxy is not installed; install it ({INSTALL_HINT}) "
+                     "or give --data-plane python")  # fmt: skip
     return config, found
 
 
@@ -231,12 +249,19 @@ async def serve(
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    server = await start_server(config)
+    plane: HAProxyPlane | None = None
+    server: BalancerServer | None = None
+    if config.data_plane == "haproxy":
+        plane = await start_haproxy_plane(config)
+        url, engine = plane.url, HAProxyEngine(plane)
+    else:
+        server = await start_server(config)
+        url, engine = server.url, server.balancer
     follower: discovery.EndpointSliceFollower | None = None
-    replicas = discovery.EngineReplicaSet(server.balancer, config.replicas)
+    replicas = discovery.EngineReplicaSet(engine, config.replicas)
     admin: asyncio.AbstractServer | None = None
     try:
-        if config.admin_port is not None:
+        if config.admin_port is not None and server is not None:
             admin = await _listen_admin(server, config)
         if found is not None:
             api, settings = found
@@ -244,8 +269,11 @@ async def serve(
             if not await _first_or_stop(follower.start(), stop):
                 return  # stopped before the first list arrived
         if on_listening is not None:
-            on_listening(server.url)
-        await stop.wait()
+            on_listening(url)
+        if plane is not None:
+            await _until_stopped_or_exited(plane, stop)
+        else:
+            await stop.wait()
     finally:
         if admin is not None:
             admin.close()
@@ -255,10 +283,25 @@ async def serve(
                 await asyncio.wait_for(replicas.settled(), config.request_timeout_s)
             except asyncio.TimeoutError:
                 logger.warning("replica changes still under way at exit")
-        await server.close()
+        if plane is not None:
+            await plane.close()
+        if server is not None:
+            await server.close()
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+
+async def _until_stopped_or_exited(plane: HAProxyPlane, stop: asyncio.Event) -> None:
+    """Wait for ``stop``; an HAProxy that ends on its own is an error."""
+    while not stop.is_set():
+        if not plane.running:
+            code = plane.process.returncode if plane.process is not None else None
+            raise HAProxyError(f"haproxy exited with status {code} while serving")
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
 
 
 async def _listen_admin(server: BalancerServer, config: BalancerConfig) -> asyncio.AbstractServer:
@@ -270,10 +313,6 @@ async def _listen_admin(server: BalancerServer, config: BalancerConfig) -> async
         await server.close()
         raise AdminPortError(f"cannot listen on {config.host}:{config.admin_port} (--admin-port): {exc}") from exc
     return admin
-
-
-class AdminPortError(OSError):
-    pass
 
 
 async def _first_or_stop(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -313,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin = f", admin on http://{config.host}:{config.admin_port}" if config.admin_port else ""
         frozen = freeze_startup_objects()  # no first full collection stalling the first requests
         logging.getLogger("mltoolkit.balancer").info("%d start-up objects frozen out of the garbage collector", frozen)
-        print(f"mltoolkit balancer listening on {url} (policy {config.policy}, {replicas}{admin})", flush=True)
+        print(f"mltoolkit balancer listening on {url} (policy {config.policy}, data plane "
+              f"{config.data_plane}, {replicas}{admin})", flush=True)  # fmt: skip
 
     raise_open_file_limit()
     try:
@@ -322,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except discovery.DiscoveryError as exc:
         print(f"error: --discover-service: {exc}", file=sys.stderr)
         return 1
-    except AdminPortError as exc:
+    except (AdminPortError, HAProxyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

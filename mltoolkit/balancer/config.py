@@ -23,6 +23,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NAME_ALLOWED = "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 URL_ALLOWED = "an http:// or https:// URL with a host, such as http://127.0.0.1:8001"
 REPLICA_FORMAT = "NAME=URL[@NODE], such as digits-0=http://127.0.0.1:8001@node-0"
+# who forwards the requests: HAProxy with this package as its controller, or this package alone
+DATA_PLANES = ("haproxy", "python")
 
 
 def _check_number(field: str, value: Any, low: float, high: float, whole: bool = False) -> None:
@@ -92,6 +94,10 @@ class BalancerConfig:
     ``admin_port``: a second, private port of this process only (not shared with SO_REUSEPORT),
     serving the same routes, so its ``/-/health`` and ``/-/metrics`` can be asked of this one
     process when several share ``port``.
+    ``data_plane``: ``"haproxy"`` (HAProxy forwards the requests, this package's controller sets
+    its weights and membership: ``mltoolkit.balancer.haproxy_plane``) or ``"python"`` (this
+    package's asyncio data plane, ``mltoolkit.balancer.server``; the only one that hedges).
+    ``latency_sample``: the haproxy data plane times one request in N for ``/-/metrics``.
     ``discovered``: replicas also join and leave while the balancer runs (``--discover-service``),
     so ``replicas`` may be empty at start (requests get a 503 "no replica yet" until one joins);
     ``to_cli_args`` leaves the discovery options to the caller.
@@ -117,6 +123,8 @@ class BalancerConfig:
     hedge_min_s: float = 0.1
     admin_port: int | None = None
     discovered: bool = False
+    data_plane: str = "python"
+    latency_sample: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, (list, tuple)):
@@ -159,6 +167,11 @@ class BalancerConfig:
         if not isinstance(self.hedge, bool):
             raise SpecError("BalancerConfig.hedge", self.hedge, "True or False")
         _check_number("BalancerConfig.hedge_min_s", self.hedge_min_s, 0.001, 3600)
+        if self.data_plane not in DATA_PLANES:
+            raise SpecError("BalancerConfig.data_plane", self.data_plane, f"one of {list(DATA_PLANES)}")
+        _check_number("BalancerConfig.latency_sample", self.latency_sample, 1, 10_000, whole=True)
+        if self.hedge and self.data_plane != "python":
+            raise SpecError("BalancerConfig.hedge", self.hedge, 'False with data_plane "haproxy" (hedging needs the python data plane)')
         if self.admin_port is not None:
             _check_number("BalancerConfig.admin_port", self.admin_port, 1, 65535, whole=True)
             if self.admin_port == self.port:
@@ -195,6 +208,8 @@ class BalancerConfig:
             "--client-body-timeout", repr(float(self.client_body_timeout_s)),
             "--client-idle-timeout", repr(float(self.client_idle_timeout_s)),
             "--max-client-connections", str(self.max_client_connections),
+            "--data-plane", self.data_plane,
+            "--latency-sample", str(self.latency_sample),
         ]  # fmt: skip
         if self.reuse_port:
             args.append("--reuse-port")

@@ -150,6 +150,10 @@ class ServerStat:
     stot: int
     rtime_ms: int
     ttime_ms: int
+    hrsp: tuple[int, int, int, int] = (0, 0, 0, 0)  # answers 2xx, 3xx, 4xx, 5xx
+    eresp: int = 0  # attempts that got no valid answer
+    econ: int = 0  # connections that failed
+    check_status: str = ""  # the last health check's result, such as L7OK or L4CON
 
     @property
     def up(self) -> bool:
@@ -171,6 +175,8 @@ def parse_show_stat(text: str, backend: str = BACKEND) -> list[ServerStat]:
             name=row["svname"], status=row.get("status", ""), weight=_int(row, "weight"),
             scur=_int(row, "scur"), qcur=_int(row, "qcur"), stot=_int(row, "stot"),
             rtime_ms=_int(row, "rtime"), ttime_ms=_int(row, "ttime"),
+            hrsp=(_int(row, "hrsp_2xx"), _int(row, "hrsp_3xx"), _int(row, "hrsp_4xx"), _int(row, "hrsp_5xx")),
+            eresp=_int(row, "eresp"), econ=_int(row, "econ"), check_status=row.get("check_status") or "",
         )  # fmt: skip
         for row in rows
         if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")
@@ -297,10 +303,10 @@ class RuntimeAPI:
             raise SpecError("weight", weight, f"a whole number from 0 to {MAX_WEIGHT}")
         self._checked(f"set server {self.backend}/{server} weight {weight}")
 
-    def add_server(self, name: str, url: str, weight: int = FULL_WEIGHT) -> None:
+    def add_server(self, name: str, url: str, weight: int = FULL_WEIGHT,
+                   options: str = "check inter 250ms fall 2 rise 1") -> None:
         """A new replica, health-checked like the others, taking requests once its check passes."""
-        self._checked(f"add server {self.backend}/{name} {_address(name, url)} weight {weight} "
-                      f"check inter 250ms fall 2 rise 1")  # fmt: skip
+        self._checked(f"add server {self.backend}/{name} {_address(name, url)} weight {weight} {options}")
         self._checked(f"enable health {self.backend}/{name}")
         self._checked(f"enable server {self.backend}/{name}")
 

@@ -120,12 +120,16 @@ async def balancer_process(tmp_path):
             await process.wait()
 
 
+DATA_PLANES = pytest.mark.parametrize("data_plane", ["python", "haproxy"])
+
+
 @pytest.mark.anyio
-async def test_the_balancer_process_end_to_end(replicas, balancer_process, client, tmp_path):
+@DATA_PLANES
+async def test_the_balancer_process_end_to_end(replicas, balancer_process, client, tmp_path, data_plane):
     a = await replicas("a")
     b = await replicas("b")
     process, url = await balancer_process(
-        ["--port", "0", "--policy", "round_robin", "--health-interval", "0.1",
+        ["--port", "0", "--policy", "round_robin", "--health-interval", "0.1", "--data-plane", data_plane,
          "--replica", f"a={a.url}@node-0", "--replica", f"b={b.url}@node-1"]
     )  # fmt: skip
     # its start-up objects are out of the collector's reach before the first request (no first
@@ -183,7 +187,8 @@ def test_an_admin_port_round_trips_and_is_checked(capsys):
 
 
 @pytest.mark.anyio
-async def test_the_admin_port_reaches_this_process_alone(replicas, balancer_process, client):
+@DATA_PLANES
+async def test_the_admin_port_reaches_this_process_alone(replicas, balancer_process, client, data_plane):
     """Two processes share --port (--reuse-port); each one's --admin-port answers for it only."""
     a = await replicas("a")
     admin_ports = []
@@ -192,10 +197,10 @@ async def test_the_admin_port_reaches_this_process_alone(replicas, balancer_proc
             sock.bind(("127.0.0.1", 0))
             admin_ports.append(sock.getsockname()[1])
     first, url = await balancer_process(["--port", "0", "--reuse-port", "--replica", f"a={a.url}",
-                                         "--admin-port", str(admin_ports[0])])  # fmt: skip
+                                         "--admin-port", str(admin_ports[0]), "--data-plane", data_plane])  # fmt: skip
     port = url.rsplit(":", 1)[1]
     second, _ = await balancer_process(["--port", port, "--reuse-port", "--replica", f"a={a.url}",
-                                        "--admin-port", str(admin_ports[1])])  # fmt: skip
+                                        "--admin-port", str(admin_ports[1]), "--data-plane", data_plane])  # fmt: skip
     async with client.post(f"http://127.0.0.1:{admin_ports[1]}/predict", json={"instances": [[1]]}) as response:
         assert response.status == 200
     counts = []
