@@ -1,0 +1,322 @@
+"""The haproxy data plane: its configuration (pure), its log and reports (pure), and HAProxy itself
+forwarding real requests to fake replicas, with this package as the controller."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import sys
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import psutil
+import pytest
+
+from mltoolkit.balancer import BalancerConfig, ReplicaTarget
+from mltoolkit.balancer import haproxy_config as hc
+from mltoolkit.balancer.discovery import EngineReplicaSet
+from mltoolkit.balancer.haproxy_controller import ServerStat
+from mltoolkit.balancer.haproxy_plane import (
+    HAProxyEngine,
+    HAProxyPlane,
+    LatencyLog,
+    replicas_document,
+    start_haproxy_plane,
+    traffic_rows,
+)
+
+from .fakes import parse_responses, raw_request, wait_until
+from .test_cli import REPO
+
+A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
+B = ReplicaTarget("b", "http://127.0.0.1:9002", node="node-1", weight=3.0)
+PATHS = hc.Paths("/tmp/x/admin.sock", "/tmp/x/log.sock", 40001, {503: "/tmp/x/503.http"})
+
+
+def config(**values: Any) -> BalancerConfig:
+    values.setdefault("replicas", (A, B))
+    return BalancerConfig(data_plane="haproxy", **values)
+
+
+# -- configuration (pure) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "policy, balance",
+    [("round_robin", "roundrobin"), ("random", "random(1)"), ("power_of_two", "random(2)"),
+     ("least_request", "leastconn"), ("ewma", "leastconn"), ("late_binding", "leastconn")],
+)  # fmt: skip
+def test_each_policy_maps_to_an_haproxy_algorithm(policy, balance):
+    text = hc.render(config(policy=policy), PATHS, (3,))
+    assert f"    balance {balance}\n" in text
+    # late binding: one request per replica at a time, the others wait in HAProxy's queue
+    assert (" maxconn 1 " in text) == (policy == "late_binding")
+
+
+def test_the_configuration_carries_the_balancer_settings():
+    text = hc.render(
+        config(health_interval_s=0.3, unhealthy_after=3, retries=2, request_timeout_s=12.5,
+               max_request_bytes=4096, client_header_timeout_s=4, client_idle_timeout_s=7,
+               max_client_connections=100, latency_sample=8),
+        PATHS, (3, 4),
+    )  # fmt: skip
+    assert "    bind fd@3\n    bind fd@4\n" in text
+    # weights: the heaviest replica (3.0) at 256 (HAProxy's most), the other in proportion
+    assert "    server a 127.0.0.1:9001 weight 85 check inter 300ms fall 3 rise 1" in text
+    assert "    server b 127.0.0.1:9002 weight 256 check inter 300ms fall 3 rise 1" in text
+    for line in ["retries 2", "timeout server 12500ms", "timeout queue 12500ms", "timeout http-request 4000ms",
+                 "timeout http-keep-alive 7000ms", "maxconn 100", "option httpchk GET /v2/health/ready",
+                 "http-request deny deny_status 413 if { req.hdr_val(content-length) gt 4096 }",
+                 "errorfile 503 /tmp/x/503.http", "stats socket /tmp/x/admin.sock mode 600 level admin",
+                 "log /tmp/x/log.sock len 256 format raw sample 1:8 local0",
+                 "use_backend admin if { path_beg /-/ }", "server controller 127.0.0.1:40001"]:  # fmt: skip
+        assert f"    {line}\n" in text, line
+
+
+def test_a_replica_the_haproxy_data_plane_cannot_reach_is_refused():
+    for url in ("https://127.0.0.1:9001", "http://127.0.0.1:9001/v1"):
+        with pytest.raises(Exception, match="an http://HOST:PORT URL without a path"):
+            hc.render(config(replicas=(ReplicaTarget("a", url),)), PATHS, (3,))
+
+
+def test_hedging_needs_the_python_data_plane():
+    with pytest.raises(Exception, match="BalancerConfig.hedge.*hedging needs the python data plane"):
+        config(hedge=True)
+
+
+def test_an_error_file_is_a_whole_json_response():
+    for status in hc.ERRORS:
+        [(code, headers, body)] = parse_responses(hc.error_response(status))
+        assert code == status
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body) == {"error": hc.ERRORS[status]}
+
+
+# -- the log and the reports (pure) --------------------------------------------------------------
+
+
+def test_the_latency_log_keeps_the_replicas_timed_answers_only():
+    log = LatencyLog()
+    for line in [b"replicas a 200 0\n", b"replicas a 200 3\n", b"replicas b 503 12\n",
+                 b"replicas a -1 -1\n",  # no answer: not timed
+                 b"admin controller 200 0\n", b"balancer <NOSRV> 400 -1\n", b"garbage"]:  # fmt: skip
+        log.observe_line(line)
+    assert log.lines == 3
+    a, b = log.traffic["a"], log.traffic["b"]
+    assert a.count == 2 and a.sum_s == pytest.approx(0.0005 + 0.0035)  # n ms stands for n + 0.5 ms
+    assert a.buckets[0] == 1 and a.buckets[3] == 1  # <= 0.5 ms; (2, 5] ms
+    assert b.by_status["5xx"] == 1
+
+
+def stat(name: str, **values: Any) -> ServerStat:
+    fields = dict(status="UP", weight=100, scur=0, qcur=0, stot=0, rtime_ms=0, ttime_ms=0)
+    fields.update(values)
+    return ServerStat(name=name, **fields)
+
+
+def test_traffic_counts_come_from_haproxy_and_the_histogram_from_the_sample():
+    log = LatencyLog()
+    for _ in range(3):
+        log.observe_line(b"replicas a 200 1\n")
+    stats = [stat("a", stot=14, hrsp=(10, 0, 2, 1), eresp=1), stat("b")]
+    a, b = traffic_rows(stats, log, {"a": "node-0"}, sample=4)
+    assert (a.name, a.node, a.count, a.errors) == ("a", "node-0", 14, 2)
+    assert a.by_status == {"2xx": 10, "3xx": 0, "4xx": 2, "5xx": 1, "none": 1}
+    assert sum(a.buckets) == 12 and a.sum_s == pytest.approx(4 * 3 * 0.0015)  # 3 logged, 1 in 4
+    assert (b.count, sum(b.buckets)) == (0, 0)
+
+
+def test_the_replicas_document_has_the_python_data_planes_keys():
+    stats = [stat("a", scur=2, stot=9, econ=1, eresp=2, rtime_ms=7, check_status="L7OK"),
+             stat("b", status="MAINT")]  # fmt: skip
+    doc = replicas_document(config(), stats, {"a": A, "b": B}, set(), {"open": 1})
+    a, b = doc["replicas"]
+    assert (doc["policy"], doc["data_plane"], doc["clients"]) == ("ewma", "haproxy", {"open": 1})
+    assert (a["node"], a["in_flight"], a["served"], a["failed"], a["latency_ewma_s"]) == ("node-0", 2, 9, 3, 0.007)
+    assert (a["healthy"], a["draining"], b["healthy"], b["draining"]) == (True, False, False, True)
+
+
+# -- HAProxy forwarding, this package controlling --------------------------------------------------
+
+
+@pytest.fixture
+async def plane() -> AsyncIterator[Callable[..., Awaitable[HAProxyPlane]]]:
+    started: list[HAProxyPlane] = []
+
+    async def start(targets: list[Any], **values: Any) -> HAProxyPlane:
+        values.setdefault("health_interval_s", 0.1)
+        replicas = tuple(ReplicaTarget(t.name, t.url) for t in targets)
+        started.append(await start_haproxy_plane(config(replicas=replicas, **values)))
+        return started[-1]
+
+    yield start
+    for running in started:
+        await running.close(grace_s=1.0)
+
+
+@pytest.mark.anyio
+async def test_requests_bodies_and_headers_cross_unchanged(replicas, plane, client):
+    a = await replicas("a")
+    running = await plane([a], policy="round_robin")
+    body = bytes(range(256)) * 4000  # ~1 MB of every byte value
+    async with client.put(running.url + "/echo/x?y=1", data=body, headers={"X-Mine": "1"}) as response:
+        assert response.status == 201
+        assert response.headers["X-Replica"] == "a" and response.headers["X-Custom"] == "kept"
+        assert response.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+        echoed = await response.json()
+    assert base64.b64decode(echoed["body_b64"]) == body
+    assert (echoed["method"], echoed["path"], echoed["query"]) == ("PUT", "/echo/x", "y=1")
+    assert ["x-mine", "1"] in [[k.lower(), v] for k, v in echoed["headers"]]  # HAProxy lowercases names
+    # a chunked request body arrives whole
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"ab", b"cd", b"ef"):
+            yield part
+
+    async with client.post(running.url + "/echo/c", data=chunks()) as response:
+        assert base64.b64decode((await response.json())["body_b64"]) == b"abcdef"
+
+
+@pytest.mark.anyio
+async def test_bad_requests_get_json_4xx_and_the_balancer_stays_up(replicas, plane, client):
+    a = await replicas("a")
+    running = await plane([a], max_request_bytes=2048)
+    # Not HTTP: a 400, HAProxy's own HTML page (2.6 ignores errorfile for errors found while
+    # parsing: https://github.com/haproxy/haproxy/issues/3032); every later error is our JSON
+    [(status, _, _)] = parse_responses(await raw_request(running.url, b"NOT HTTP AT ALL\r\n\r\n"))
+    assert status == 400
+    async with client.post(running.url + "/predict", data=b"x" * 4096) as response:
+        assert response.status == 413
+        assert "--max-request-bytes" in (await response.json())["error"]
+    assert a.predicts == 0  # refused before it reached a replica
+    async with client.delete(running.url + "/-/health") as response:
+        assert response.status == 405
+    async with client.get(running.url + "/-/nothing") as response:
+        assert response.status == 404 and "admin routes" in (await response.json())["error"]
+    async with client.post(running.url + "/predict", json={"instances": [[1, 2]]}) as response:
+        assert response.status == 200 and (await response.json())["predictions"] == [3]
+
+
+@pytest.mark.anyio
+async def test_pipelined_requests_are_answered_in_order(replicas, plane):
+    a = await replicas("a")
+    running = await plane([a])
+    one = b"POST /echo/%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    data = b"".join(one % i for i in range(3)) + b"GET /echo/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answers = parse_responses(await raw_request(running.url, data))
+    assert [json.loads(body)["path"] for _, _, body in answers] == ["/echo/0", "/echo/1", "/echo/2", "/echo/last"]
+
+
+@pytest.mark.anyio
+async def test_a_replica_killed_under_load_costs_no_request(replicas, plane, client):
+    a = await replicas("a")
+    b = await replicas("b", delay_s=0.002)
+    running = await plane([a, b], policy="round_robin")
+
+    async def one(i: int) -> int:
+        async with client.post(running.url + "/predict", json={"instances": [[i]]}) as response:
+            await response.read()
+            return response.status
+
+    load = [asyncio.create_task(one(i)) for i in range(300)]
+    await wait_until(lambda: b.predicts > 10, what="requests on b")
+    await b.stop()  # connections refused from now on: retried on a
+    statuses = await asyncio.gather(*load)
+    assert statuses == [200] * 300
+    async with client.get(running.url + "/-/replicas") as response:
+        replicas_doc = {r["name"]: r for r in (await response.json())["replicas"]}
+    assert replicas_doc["b"]["served"] >= 10
+
+
+@pytest.mark.anyio
+async def test_the_metrics_count_every_request_and_time_them(replicas, plane, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    running = await plane([a, b], policy="round_robin")
+    for i in range(10):
+        async with client.post(running.url + "/predict", json={"instances": [[i]]}) as response:
+            assert response.status == 200
+    async with client.get(running.url + "/-/status/404") as response:
+        assert response.status == 404  # an admin path: not a replica's request, not counted
+    await wait_until(lambda: running.log.lines >= 10, what="the 10 requests in the log")
+    async with client.get(running.url + "/-/metrics?format=json") as response:
+        rows = {r["replica"]: r for r in (await response.json())["replicas"]}
+    for name in "ab":
+        assert rows[name]["count"] == 5 and sum(rows[name]["bucket_counts"]) == 5
+        assert rows[name]["p50_s"] is not None
+    async with client.get(running.url + "/-/metrics") as response:
+        text = await response.text()
+    assert 'mltoolkit_balancer_requests_total{replica="a",node="",code="2xx"} 5' in text
+
+
+@pytest.mark.anyio
+async def test_discovery_adds_and_drains_replicas_at_run_time(replicas, plane, client):
+    a = await replicas("a")
+    b = await replicas("b")
+    running = await plane([], discovered=True, policy="round_robin")
+    async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+        assert response.status == 503
+        assert (await response.json()) == {"error": hc.ERRORS[503]}
+    members = EngineReplicaSet(HAProxyEngine(running))
+    members.add_replica(ReplicaTarget("a", a.url, node="node-0"))
+    members.add_replica(ReplicaTarget("b", b.url))
+    await members.settled()
+
+    async def served_by() -> set[str]:
+        seen = set()
+        for _ in range(6):
+            async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+                assert response.status == 200
+                seen.add(response.headers["X-Replica"])
+        return seen
+
+    assert await served_by() == {"a", "b"}
+    # draining b waits for its request in flight, which still succeeds
+    b.hold()
+    held = asyncio.create_task(client.post(running.url + "/predict", json={"instances": [[7]]}))
+    await wait_until(lambda: b.in_progress == 1 or a.predicts >= 4, what="a request")
+    if b.in_progress == 0:  # it went to a: send one more, b's turn
+        held = asyncio.create_task(client.post(running.url + "/predict", json={"instances": [[7]]}))
+        await wait_until(lambda: b.in_progress == 1, what="a request on b")
+    members.drain_replica("b")
+    await asyncio.sleep(0.3)
+    assert running.draining == {"b"}  # still waiting for the held request
+    b.release()
+    response = await held
+    assert response.status == 200
+    response.release()
+    await members.settled()
+    async with client.get(running.url + "/-/replicas") as response:
+        assert [r["name"] for r in (await response.json())["replicas"]] == ["a"]
+    assert await served_by() == {"a"}
+
+
+@pytest.mark.anyio
+async def test_only_ewma_runs_the_weight_controller(replicas, plane):
+    a = await replicas("a")
+    assert (await plane([a], policy="ewma")).controller is not None
+    assert (await plane([a], policy="least_request")).controller is None
+
+
+@pytest.mark.anyio
+async def test_haproxy_ends_with_its_controller_even_when_killed(replicas, tmp_path):
+    a = await replicas("a")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mltoolkit.balancer", "--port", "0", "--data-plane", "haproxy",
+        "--replica", f"a={a.url}", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert "data plane haproxy" in line
+        [child] = psutil.Process(process.pid).children()
+        assert "haproxy" in child.name()
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await wait_until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
+                         what="haproxy to end with its parent")  # fmt: skip
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
