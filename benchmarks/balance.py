@@ -116,7 +116,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class System:
-    """A balancer under test: ``kind`` is ours / nginx / haproxy, ``method`` its policy."""
+    """A balancer under test: ``kind`` is ours (``python -m mltoolkit.balancer`` on its default
+    data plane, haproxy) / ours-python (on the python data plane) / nginx / haproxy, ``method``
+    its policy."""
 
     kind: str
     method: str
@@ -126,9 +128,12 @@ class System:
         return f"{self.kind}:{self.method}"
 
 
+OURS_KINDS = {"ours": "haproxy", "ours-python": "python"}  # kind -> data plane
+
+
 def systems(only: Sequence[str]) -> tuple[list[System], list[str]]:
     """Every system to run, and notes on those that cannot run here."""
-    found = [System("ours", p) for p in policy_names()]
+    found = [System(kind, p) for kind in OURS_KINDS for p in policy_names()]
     notes = []
     for binary, methods in (("nginx", ("round_robin", "least_conn")), ("haproxy", ("roundrobin", "leastconn"))):
         if shutil.which(binary):
@@ -175,9 +180,9 @@ def haproxy_config(port: int, urls: dict[str, str], method: str,
 
 
 def balancer_command(port: int, urls: dict[str, str], policy: str,
-                     weights: dict[str, int] | None = None) -> list[str]:
+                     weights: dict[str, int] | None = None, data_plane: str = "haproxy") -> list[str]:
     command = [sys.executable, "-m", "mltoolkit.balancer", "--port", str(port), "--policy", policy,
-               "--timeout", str(PROXY_TIMEOUT_S)]
+               "--timeout", str(PROXY_TIMEOUT_S), "--data-plane", data_plane]
     for name, url in urls.items():
         command += ["--replica", f"{name}={url}"]
     for name, weight in (weights or {}).items():
@@ -213,8 +218,8 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = tempfile.mkdtemp(prefix=f"balance-{system.kind}-")
         self.log = open(os.path.join(self.workdir, "output.log"), "wb")
-        if system.kind == "ours":
-            command = balancer_command(self.port, urls, system.method, weights)
+        if system.kind in OURS_KINDS:
+            command = balancer_command(self.port, urls, system.method, weights, OURS_KINDS[system.kind])
             self.ready_url = self.url + "/-/health"
         elif system.kind == "nginx":
             config = os.path.join(self.workdir, "nginx.conf")
@@ -499,6 +504,32 @@ def several_goals(table: pd.DataFrame, load: float) -> list[str]:
     return lines
 
 
+BALANCE_GOAL = 1.2  # issue 10: at 90 % load the default policy's p99 <= 1.2x the ideal's
+GOAL_LOAD = 0.9
+PEERS = ("nginx:least_conn", "haproxy:leastconn")
+
+
+def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD) -> list[str]:
+    """Issue 10's balance goal for the default policy on each data plane, met or NOT met: p99 <=
+    1.2x the ideal's and below nginx least_conn's and HAProxy leastconn's, at 90 % load."""
+    rows = table[table["load"] == load].set_index("system")
+    lines = []
+    for kind in OURS_KINDS:
+        name = f"{kind}:{DEFAULT_POLICY}"
+        if name not in rows.index:
+            continue
+        ratio, p99 = rows.at[name, "p99_vs_ideal"], rows.at[name, "p99_ms"]
+        peers = {peer: rows.at[peer, "p99_ms"] for peer in PEERS if peer in rows.index}
+        below = all(p99 < peer for peer in peers.values())
+        verdict = "met" if ratio <= BALANCE_GOAL and below and len(peers) == len(PEERS) else "NOT met"
+        shown = ", ".join(f"{peer} {value:.0f} ms" for peer, value in peers.items()) or "no peer measured"
+        lines.append(
+            f"goal: {name} at {load:.0%} load, p99 <= {BALANCE_GOAL:g}x the ideal and below {' and '.join(PEERS)}: "
+            f"{ratio:.2f}x, {p99:.0f} ms ({shown}) -- {verdict}"
+        )
+    return lines
+
+
 # -- reporting (pure) ---------------------------------------------------------------------------------
 
 
@@ -670,6 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for load in settings.loads:
             print(format_table(table, load))
             print()
+        for line in balance_goals(table):
+            print(line)
         warn_lagging(runs)
         png = RESULTS / f"balance-{stamp}.png"
         plot(table, png, f"balance benchmark: {describe}")

@@ -3,7 +3,8 @@ they sit in front of.
 
 Systems: ``direct`` (wrk calls one replica, no balancer: the baseline), ``direct fleet`` (one wrk
 per replica at once, no balancer: what the replicas serve together), mltoolkit's balancer
-(``ewma``, the default policy, ``round_robin``, ``least_request``), nginx (round robin, ``least_conn``) and HAProxy
+(``ewma``, the default policy, and ``least_request`` on each data plane, haproxy and python;
+``round_robin`` on python), nginx (round robin, ``least_conn``) and HAProxy
 (``roundrobin``, ``leastconn``), each one process with one thread. Configurations are generated from
 ``proxy_configs/*.template``; ``launch`` only writes files and returns the command.
 """
@@ -27,23 +28,29 @@ class Balancer:
 
     kind: str
     method: str
+    data_plane: str = ""  # mltoolkit's: haproxy (the default) or python
 
     @property
     def label(self) -> str:
         if self.kind == "direct":
             return "direct (no balancer)" if self.method == "-" else "direct fleet (no balancer)"
+        if self.data_plane:
+            return f"{self.kind} {self.method} [{self.data_plane}]"
         return f"{self.kind} {self.method}"
 
 
 DIRECT = Balancer("direct", "-")
 DIRECT_FLEET = Balancer("direct", "fleet")
-OURS = Balancer("mltoolkit", "ewma")  # the default policy: the goals are measured on it
+# the default policy on the default data plane: the goals are measured on it
+OURS = Balancer("mltoolkit", "ewma", "haproxy")
 NGINX_LEAST = Balancer("nginx", "least_conn")
 BALANCERS: tuple[Balancer, ...] = (
     DIRECT,
     OURS,
-    Balancer("mltoolkit", "round_robin"),
-    Balancer("mltoolkit", "least_request"),
+    Balancer("mltoolkit", "least_request", "haproxy"),
+    Balancer("mltoolkit", "ewma", "python"),
+    Balancer("mltoolkit", "round_robin", "python"),
+    Balancer("mltoolkit", "least_request", "python"),
     Balancer("nginx", "round_robin"),
     Balancer("nginx", "least_conn"),
     Balancer("haproxy", "roundrobin"),
@@ -107,9 +114,9 @@ def haproxy_config(port: int, replicas: Mapping[str, str], method: str) -> str:
     )
 
 
-def mltoolkit_command(port: int, replicas: Mapping[str, str], policy: str) -> list[str]:
+def mltoolkit_command(port: int, replicas: Mapping[str, str], policy: str, data_plane: str) -> list[str]:
     command = [sys.executable, "-m", "mltoolkit.balancer", "--port", str(port),
-               "--policy", policy, "--timeout", str(TIMEOUT_S)]  # fmt: skip
+               "--policy", policy, "--timeout", str(TIMEOUT_S), "--data-plane", data_plane]  # fmt: skip
     for name, url in replicas.items():
         command += ["--replica", f"{name}={url}"]
     return command
@@ -121,7 +128,7 @@ def balancer_command(
     """The command that runs ``balancer`` on ``port`` in front of ``replicas`` (writing its
     configuration file into ``workdir``); ``direct`` has none."""
     if balancer.kind == "mltoolkit":
-        return mltoolkit_command(port, replicas, balancer.method)
+        return mltoolkit_command(port, replicas, balancer.method, balancer.data_plane)
     if balancer.kind == "nginx":
         path = workdir / f"nginx-{balancer.method}-{port}.conf"
         path.write_text(nginx_config(port, replicas, balancer.method, str(workdir)))

@@ -225,9 +225,6 @@ def command_from_args(
     except SpecError as exc:
         option = _OPTION_OF_FIELD.get(exc.field, exc.field)
         parser.error(f"argument {option}: {exc.value!r} is not allowed; expected {exc.allowed}")
-    if config.data_plane == "haproxy" and shutil.which("haproxy") is None:
-        parser.error(f"argument --data-plane: haproxy is not installed; install it ({INSTALL_HINT}) "
-                     "or give --data-plane python")  # fmt: skip
     return config, found
 
 
@@ -343,6 +340,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, found = command_from_args(argv)
+    if config.data_plane == "haproxy" and shutil.which("haproxy") is None:
+        print(f"error: argument --data-plane: haproxy is not installed; install it ({INSTALL_HINT}) "
+              "or give --data-plane python", file=sys.stderr)  # fmt: skip
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
     def announce(url: str) -> None:

@@ -123,7 +123,7 @@ class BalancerConfig:
     hedge_min_s: float = 0.1
     admin_port: int | None = None
     discovered: bool = False
-    data_plane: str = "python"
+    data_plane: str = "haproxy"
     latency_sample: int = 1
 
     def __post_init__(self) -> None:

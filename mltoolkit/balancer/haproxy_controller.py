@@ -1,136 +1,36 @@
-"""Route 2 of issue 10: HAProxy as the data plane, this module as its controller.
+"""The haproxy data plane's controller: what HAProxy reports, the weight rule, the runtime API.
 
-HAProxy forwards every request (``balance leastconn``, keep-alive both ways, active health checks
-on the replicas' ``/v2/health/ready``, response headers such as ``X-Replica`` passed through);
-this process never touches a request. It reads HAProxy's per-server counters over the runtime API
-(a unix socket in a temporary directory: ``show stat``) every ~200 ms, estimates each replica's
-time per request from them, and sets per-server weights (``set server B/S weight``) so that a
-replica N times slower gets about 1/N of the weight. Replicas join and leave with ``add server`` /
-``del server``.
+HAProxy forwards every request (``mltoolkit.balancer.haproxy_plane`` runs it); this module reads
+its per-server counters over the runtime API (a unix socket: ``show stat``) every ~200 ms,
+estimates each replica's time per request from them, and sets per-server weights (``set server
+B/S weight``) so that a replica N times slower gets about 1/N of the weight (policy ``ewma``).
+Replicas join and leave with ``add server`` / ``del server``.
 
-    python -m mltoolkit.balancer.haproxy_controller --port 8080 \\
-        --replica r0=http://127.0.0.1:9000 --replica r1=http://127.0.0.1:9001
-
-Parts: ``render_config`` (pure), ``parse_show_stat`` (pure), ``WeightRule`` (pure: samples in,
-weights out), ``RuntimeAPI`` (the socket), ``HAProxyProcess`` (the child process) and
-``Controller`` (the loop tying them together, in a thread).
+Parts: ``parse_show_stat`` (pure), ``WeightRule`` (pure: samples in, weights out), ``RuntimeAPI``
+(the socket) and ``Controller`` (the loop tying them together, in a thread).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
-from urllib.parse import urlsplit
 
-from mltoolkit.balancer.config import parse_replica
+from mltoolkit.balancer.config import ReplicaTarget
+from mltoolkit.balancer.haproxy_config import BACKEND, FULL_WEIGHT, MAX_WEIGHT, address
 from mltoolkit.errors import SpecError
 
-BACKEND = "replicas"
-HEALTH_PATH = "/v2/health/ready"
 INSTALL_HINT = "apt-get install haproxy"
-MAX_WEIGHT = 256  # HAProxy's limit
-FULL_WEIGHT = 100  # the fastest replica's weight; slower ones get proportionally less
 
 
 class HAProxyError(RuntimeError):
     """HAProxy is missing, did not start, or refused a runtime-API command."""
-
-
-# -- configuration (pure) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HAProxySettings:
-    """What ``render_config`` needs: the listening port, the replicas by name, the runtime API's
-    socket, and the health checks (every ``check_interval_ms``, out after ``fall`` failures)."""
-
-    port: int
-    replicas: Mapping[str, str]
-    socket_path: str
-    timeout_s: float = 60.0
-    check_interval_ms: int = 250
-    fall: int = 2
-    server_maxconn: int | None = None  # per-replica limit; the rest wait in HAProxy's queue
-
-    def __post_init__(self) -> None:
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise SpecError("port", self.port, "a whole number from 1 to 65535")
-        if not self.replicas:
-            raise SpecError("replicas", dict(self.replicas), "at least one NAME=URL")
-        for name, url in self.replicas.items():
-            _address(name, url)  # raises SpecError naming the bad replica
-        if not 0 < self.timeout_s <= 3600:
-            raise SpecError("timeout_s", self.timeout_s, "seconds from 0 (excluded) to 3600")
-        if not 10 <= self.check_interval_ms <= 60_000:
-            raise SpecError("check_interval_ms", self.check_interval_ms, "10 to 60000")
-        if self.server_maxconn is not None and not 1 <= self.server_maxconn <= 100_000:
-            raise SpecError("server_maxconn", self.server_maxconn, "None or 1 to 100000")
-
-
-def _address(name: str, url: str) -> str:
-    """``host:port`` of a replica's ``http://`` URL (validated by ``ReplicaTarget``)."""
-    target = parse_replica(f"{name}={url}")
-    parts = urlsplit(target.url)
-    if parts.scheme != "http" or parts.path not in ("", "/"):
-        raise SpecError(f"replica {name!r}", url, "an http://HOST:PORT URL without a path")
-    return f"{parts.hostname}:{parts.port or 80}"
-
-
-def server_line(name: str, url: str, weight: int = FULL_WEIGHT) -> str:
-    return f"    server {name} {_address(name, url)} weight {weight}"
-
-
-def render_config(settings: HAProxySettings) -> str:
-    """HAProxy's configuration: one thread, ``leastconn`` with weights, keep-alive to the
-    replicas, health checks on ``/v2/health/ready``, the runtime API at admin level."""
-    maxconn = f" maxconn {settings.server_maxconn}" if settings.server_maxconn else ""
-    servers = "\n".join(server_line(name, url) for name, url in settings.replicas.items())
-    timeout = f"{settings.timeout_s:g}s"
-    return f"""\
-# Generated by mltoolkit.balancer.haproxy_controller
-global
-    maxconn 8192
-    nbthread 1
-    stats socket {settings.socket_path} mode 600 level admin
-
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
-    timeout client {timeout}
-    timeout server {timeout}
-    timeout queue {timeout}
-    retries 3
-    option redispatch 1
-    retry-on all-retryable-errors
-
-frontend balancer
-    bind 127.0.0.1:{settings.port}
-    default_backend {BACKEND}
-
-backend {BACKEND}
-    balance leastconn
-    http-reuse always
-    option httpchk GET {HEALTH_PATH}
-    # a refused connection takes a replica out at once (else, being the least loaded, it draws
-    # every retry); the health checks bring it back
-    default-server check inter {settings.check_interval_ms}ms fall {settings.fall} rise 1{maxconn} observe layer4 error-limit 1 on-error mark-down
-{servers}
-"""
 
 
 # -- what HAProxy reports (pure) ---------------------------------------------------------------
@@ -303,10 +203,10 @@ class RuntimeAPI:
             raise SpecError("weight", weight, f"a whole number from 0 to {MAX_WEIGHT}")
         self._checked(f"set server {self.backend}/{server} weight {weight}")
 
-    def add_server(self, name: str, url: str, weight: int = FULL_WEIGHT,
-                   options: str = "check inter 250ms fall 2 rise 1") -> None:
+    def add_server(self, target: ReplicaTarget, weight: int, options: str) -> None:
         """A new replica, health-checked like the others, taking requests once its check passes."""
-        self._checked(f"add server {self.backend}/{name} {_address(name, url)} weight {weight} {options}")
+        self._checked(f"add server {self.backend}/{target.name} {address(target)} weight {weight} {options}")
+        name = target.name
         self._checked(f"enable health {self.backend}/{name}")
         self._checked(f"enable server {self.backend}/{name}")
 
@@ -321,77 +221,11 @@ class RuntimeAPI:
         self._checked(f"del server {self.backend}/{name}")
 
 
-# -- the process ----------------------------------------------------------------------------------
-
-
 def haproxy_binary() -> str:
     path = shutil.which("haproxy")
     if path is None:
         raise HAProxyError(f"haproxy is not installed; install it with: {INSTALL_HINT}")
     return path
-
-
-class HAProxyProcess:
-    """HAProxy in the foreground as a child process, its configuration and socket in a temporary
-    directory; ``stop()`` ends it and removes the directory."""
-
-    def __init__(self, port: int, replicas: Mapping[str, str], **settings: object) -> None:
-        checked = HAProxySettings(port, dict(replicas), "", **settings)  # type: ignore[arg-type]
-        binary = haproxy_binary()
-        self.workdir = tempfile.mkdtemp(prefix="mltoolkit-haproxy-")
-        self.settings = replace(checked, socket_path=os.path.join(self.workdir, "admin.sock"))
-        self.config_path = os.path.join(self.workdir, "haproxy.cfg")
-        Path(self.config_path).write_text(render_config(self.settings))
-        self.log_path = os.path.join(self.workdir, "haproxy.log")
-        self.command = [binary, "-db", "-f", self.config_path]
-        self.process: subprocess.Popen[bytes] | None = None
-        self.api = RuntimeAPI(self.settings.socket_path)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.port}"
-
-    def start(self, timeout_s: float = 30.0) -> HAProxyProcess:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                output = self.output()
-                self.stop()
-                raise HAProxyError(f"haproxy exited with {self.process.returncode}: {output}")
-            try:
-                self.api.show_stat()
-                return self
-            except (OSError, HAProxyError):
-                if time.monotonic() > deadline:
-                    output = self.output()
-                    self.stop()
-                    raise HAProxyError(f"haproxy's runtime API not up within {timeout_s:g} s: {output}") from None
-                time.sleep(0.05)
-
-    def output(self) -> str:
-        try:
-            return Path(self.log_path).read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> HAProxyProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # -- the control loop -------------------------------------------------------------------------------
@@ -450,68 +284,3 @@ class Controller:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# -- command line -------------------------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mltoolkit.balancer.haproxy_controller",
-        description="HAProxy (leastconn) as the data plane, weights set from its stats by this process.",
-    )
-    parser.add_argument("--port", type=int, required=True, help="where HAProxy listens on 127.0.0.1")
-    parser.add_argument("--replica", action="append", default=[], metavar="NAME=URL", required=True)
-    parser.add_argument("--interval-ms", type=float, default=200.0, help="how often weights are set")
-    parser.add_argument("--smoothing-s", type=float, default=2.0, help="time constant of the estimates")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds HAProxy waits for a replica")
-    parser.add_argument("--server-maxconn", type=int, default=None,
-                        help="requests in flight per replica; the rest queue in HAProxy")
-    parser.add_argument("--static", action="store_true", help="never set weights (plain leastconn)")
-    args = parser.parse_args(argv)
-    try:
-        args.replicas = {t.name: t.url for t in (parse_replica(text) for text in args.replica)}
-        HAProxySettings(args.port, args.replicas, "unused", timeout_s=args.timeout,
-                        server_maxconn=args.server_maxconn)  # fmt: skip
-        if not 0 < args.smoothing_s <= 600:
-            raise SpecError("--smoothing-s", args.smoothing_s, "seconds from 0 (excluded) to 600")
-        if not 10 <= args.interval_ms <= 60_000:
-            raise SpecError("--interval-ms", args.interval_ms, "10 to 60000")
-    except SpecError as exc:
-        parser.error(str(exc))
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        haproxy = HAProxyProcess(args.port, args.replicas, timeout_s=args.timeout,
-                                 server_maxconn=args.server_maxconn)  # fmt: skip
-    except HAProxyError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    try:
-        haproxy.start()
-        print(f"HAProxy on {haproxy.url}, runtime API at {haproxy.settings.socket_path}", flush=True)
-        if args.static:
-            stopping.wait()
-        else:
-            rule = WeightRule(smoothing_s=args.smoothing_s)
-            with Controller(haproxy.api, rule, args.interval_ms / 1000):
-                while not stopping.wait(1.0):
-                    if haproxy.process is not None and haproxy.process.poll() is not None:
-                        print(f"haproxy exited: {haproxy.output()}", file=sys.stderr)
-                        return 1
-    except HAProxyError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    finally:
-        haproxy.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -179,7 +179,7 @@ class HAProxyEngine:
         config = self.plane.config
         weight = haproxy_config.server_weight(target, haproxy_config.FULL_WEIGHT)
         options = haproxy_config.server_options(config)
-        await asyncio.to_thread(self.plane.api.add_server, target.name, target.url, weight, options)
+        await asyncio.to_thread(self.plane.api.add_server, target, weight, options)
         self.plane.targets[target.name] = target
         logger.info("replica %s (%s) added", target.name, target.url)
 

@@ -60,6 +60,7 @@ async def start_balancer() -> AsyncIterator[Callable[..., Awaitable[RunningBalan
     servers: list[BalancerServer] = []
 
     async def start(targets: list[Any], **settings: Any) -> RunningBalancer:
+        settings.setdefault("data_plane", "python")  # start_server runs the python data plane
         config = BalancerConfig(
             replicas=tuple(
                 t if isinstance(t, ReplicaTarget) else ReplicaTarget(name=t.name, url=t.url)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import socket
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Self
 
+import pytest
 from aiohttp import web
 
 
@@ -292,3 +294,7 @@ class ClosingServer(_RawServer):
         self.connections += 1
         writer.close()
 
+
+
+needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None,
+                                   reason="haproxy is not installed (apt-get install haproxy)")

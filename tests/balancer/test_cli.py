@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from mltoolkit.balancer import BalancerConfig, ReplicaTarget
 from mltoolkit.balancer.cli import config_from_args, main
 
-from .fakes import wait_until
+from .fakes import needs_haproxy, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ONE = ["--port", "0", "--replica", "a=http://127.0.0.1:9001"]
@@ -40,8 +41,12 @@ def test_the_command_line_rebuilds_a_config():
         reuse_port=True,
         hedge=True,
         hedge_min_s=0.3,
+        data_plane="python",
+        latency_sample=3,
     )
     assert config_from_args(config.to_cli_args()) == config
+    haproxy = replace(config, hedge=False, hedge_min_s=0.1, data_plane="haproxy")
+    assert config_from_args(haproxy.to_cli_args()) == haproxy
 
 
 def test_defaults_follow_the_contract():
@@ -50,6 +55,23 @@ def test_defaults_follow_the_contract():
         "127.0.0.1", 8000, 0.25, 1,
     )  # fmt: skip
     assert config.replicas == (ReplicaTarget("a", "http://127.0.0.1:9001", "n1"),)
+    assert (config.data_plane, config.latency_sample) == ("haproxy", 1)  # HAProxy forwards by default
+
+
+def test_hedging_needs_the_python_data_plane(capsys):
+    with pytest.raises(SystemExit):
+        main([*ONE, "--hedge"])
+    assert "--hedge: True is not allowed; expected False with data_plane \"haproxy\"" in capsys.readouterr().err
+    assert config_from_args([*ONE, "--hedge", "--data-plane", "python"]).hedge
+
+
+def test_a_missing_haproxy_is_named_with_its_install_command(capsys, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert main(ONE) == 2
+    assert "haproxy is not installed; install it (apt-get install haproxy) or give --data-plane python" in (
+        capsys.readouterr().err
+    )
+    assert config_from_args([*ONE, "--data-plane", "python"]).data_plane == "python"
 
 
 @pytest.mark.parametrize(
@@ -120,7 +142,7 @@ async def balancer_process(tmp_path):
             await process.wait()
 
 
-DATA_PLANES = pytest.mark.parametrize("data_plane", ["python", "haproxy"])
+DATA_PLANES = pytest.mark.parametrize("data_plane", ["python", pytest.param("haproxy", marks=needs_haproxy)])
 
 
 @pytest.mark.anyio

@@ -30,7 +30,7 @@ from mltoolkit.balancer.discovery import EngineReplicaSet
 from mltoolkit.errors import SpecError
 
 from .fake_endpointslices import NAMESPACE, TOKEN, FakeEndpointSliceAPI, endpoint, endpoint_slice
-from .fakes import wait_until
+from .fakes import needs_haproxy, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -621,8 +621,12 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.parametrize(
+    "data_plane, no_replica",
+    [pytest.param("haproxy", "no replica is available", marks=needs_haproxy), ("python", "no replica yet")],
+)
 async def test_the_balancer_process_follows_the_service_and_routes_to_a_replica_it_found(
-    tls_files, tmp_path, replica_processes, monkeypatch
+    tls_files, tmp_path, replica_processes, monkeypatch, data_plane, no_replica
 ):
     """``python -m mltoolkit.balancer --discover-service``, as in a pod: the in-cluster API over
     TLS with the service-account token and CA; no replica at first (503), then a real replica
@@ -651,7 +655,7 @@ async def test_the_balancer_process_follows_the_service_and_routes_to_a_replica_
     stderr = open(tmp_path / "balancer.stderr", "wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", bootstrap, "--port", "0", "--health-interval", "0.1",
-        "--discover-service", SERVICE,
+        "--discover-service", SERVICE, "--data-plane", data_plane,
         stdout=asyncio.subprocess.PIPE, stderr=stderr,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
              "KUBERNETES_SERVICE_PORT": port},
@@ -667,7 +671,7 @@ async def test_the_balancer_process_follows_the_service_and_routes_to_a_replica_
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             async with session.post(f"{url}/predict", json=rows) as response:
                 assert response.status == 503
-                assert "no replica yet" in (await response.json())["error"]
+                assert no_replica in (await response.json())["error"]
             replica = await replica_processes("pod-a")
             api.put(slice_for("pod-a", replica.url))  # the pod became ready
             served: list[str] = []

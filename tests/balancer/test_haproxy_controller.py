@@ -1,74 +1,35 @@
-"""Route 2: HAProxy as the data plane, weights set by our controller. The pure parts on hand-built
-inputs; the process, the runtime API and the control loop against real HAProxy and fake replicas."""
+"""The haproxy data plane's controller: the pure parts on hand-built inputs; the runtime API and
+the control loop against real HAProxy (run by ``HAProxyPlane``) and fake replicas."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
-import sys
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
 
+from mltoolkit.balancer import BalancerConfig, ReplicaTarget
 from mltoolkit.balancer import haproxy_controller as hc
+from mltoolkit.balancer.haproxy_config import FULL_WEIGHT
 from mltoolkit.balancer.haproxy_controller import (
     Controller,
     HAProxyError,
-    HAProxyProcess,
-    HAProxySettings,
     ServerStat,
     WeightRule,
     parse_show_stat,
-    render_config,
     weight_changes,
 )
-from mltoolkit.errors import SpecError
+from mltoolkit.balancer.haproxy_plane import HAProxyPlane, start_haproxy_plane
 
-from .fakes import free_port, wait_until
-
-needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="apt-get install haproxy")
-
+from .fakes import needs_haproxy, wait_until
 
 def stat(name: str, stot: int, scur: int, weight: int = 100, status: str = "UP") -> ServerStat:
     return ServerStat(name, status, weight, scur, 0, stot, 0, 0)
 
 
 # -- pure -----------------------------------------------------------------------------------------
-
-
-def test_config_has_leastconn_health_checks_the_socket_and_every_replica():
-    settings = HAProxySettings(8080, {"a": "http://127.0.0.1:9000", "b": "http://127.0.0.1:9001/"},
-                               "/tmp/x/admin.sock", server_maxconn=2)  # fmt: skip
-    text = render_config(settings)
-    assert "balance leastconn" in text
-    assert "option httpchk GET /v2/health/ready" in text
-    assert "stats socket /tmp/x/admin.sock mode 600 level admin" in text
-    assert "bind 127.0.0.1:8080" in text
-    assert "server a 127.0.0.1:9000 weight 100" in text
-    assert "server b 127.0.0.1:9001 weight 100" in text
-    assert "maxconn 2" in text
-    assert "retry-on all-retryable-errors" in text
-    assert "observe layer4 error-limit 1 on-error mark-down" in text
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"port": 0}, "port"),
-        ({"replicas": {}}, "replicas"),
-        ({"replicas": {"a": "ftp://127.0.0.1:1"}}, "url"),
-        ({"replicas": {"a b": "http://127.0.0.1:1"}}, "name"),
-        ({"replicas": {"a": "http://127.0.0.1:1/v2"}}, "replica 'a'"),
-        ({"check_interval_ms": 1}, "check_interval_ms"),
-        ({"server_maxconn": 0}, "server_maxconn"),
-    ],
-)
-def test_bad_settings_name_the_field(kwargs, field):
-    values = {"port": 8080, "replicas": {"a": "http://127.0.0.1:9000"}, "socket_path": "/tmp/s", **kwargs}
-    with pytest.raises(SpecError, match=field):
-        HAProxySettings(**values)
 
 
 SHOW_STAT = (
@@ -118,17 +79,17 @@ def test_a_replica_n_times_slower_gets_about_one_nth_of_the_weight():
     rule = WeightRule(smoothing_s=1.0, min_requests=5)
     stats = feed(rule, {"fast": 0.1, "medium": 0.2, "slow": 0.3})
     weights = rule.weights(stats)
-    assert weights["fast"] == hc.FULL_WEIGHT
-    assert weights["medium"] == pytest.approx(hc.FULL_WEIGHT / 2, abs=4)
-    assert weights["slow"] == pytest.approx(hc.FULL_WEIGHT / 3, abs=4)
+    assert weights["fast"] == FULL_WEIGHT
+    assert weights["medium"] == pytest.approx(FULL_WEIGHT / 2, abs=4)
+    assert weights["slow"] == pytest.approx(FULL_WEIGHT / 3, abs=4)
 
 
 def test_weights_need_enough_requests_and_skip_servers_that_are_down():
     rule = WeightRule(smoothing_s=1.0, min_requests=1000, min_busy_s=1000)
     stats = feed(rule, {"fast": 0.1, "slow": 0.3})
-    assert rule.weights(stats) == {"fast": hc.FULL_WEIGHT, "slow": hc.FULL_WEIGHT}
+    assert rule.weights(stats) == {"fast": FULL_WEIGHT, "slow": FULL_WEIGHT}
     down = [stats[0], stat("slow", stats[1].stot, 0, status="DOWN")]
-    assert rule.weights(down) == {"fast": hc.FULL_WEIGHT}
+    assert rule.weights(down) == {"fast": FULL_WEIGHT}
 
 
 def test_a_very_slow_replica_keeps_weight_one():
@@ -145,17 +106,27 @@ def test_only_weights_that_moved_are_sent():
 # -- real HAProxy ------------------------------------------------------------------------------------
 
 
-def test_bad_settings_start_nothing(monkeypatch, tmp_path):
-    monkeypatch.setattr(hc.tempfile, "tempdir", str(tmp_path))
-    with pytest.raises(SpecError, match="server_maxconn"):
-        HAProxyProcess(free_port(), {"a": "http://127.0.0.1:9000"}, server_maxconn=0)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_a_missing_haproxy_names_the_install_command(monkeypatch):
     monkeypatch.setattr(hc.shutil, "which", lambda name: None)
+    config = BalancerConfig(replicas=(ReplicaTarget("a", "http://127.0.0.1:9000"),))
     with pytest.raises(HAProxyError, match="apt-get install haproxy"):
-        HAProxyProcess(free_port(), {"a": "http://127.0.0.1:9000"})
+        HAProxyPlane(config)
+
+
+@pytest.fixture
+async def plane() -> AsyncIterator[Callable[..., Awaitable[HAProxyPlane]]]:
+    """``await plane([replica, ...], policy=...)``: HAProxy in front of them, closed after the test."""
+    started: list[HAProxyPlane] = []
+
+    async def start(targets: list[Any], **values: Any) -> HAProxyPlane:
+        values.setdefault("policy", "least_request")  # no controller unless a test starts one
+        replicas = tuple(ReplicaTarget(t.name, t.url) for t in targets)
+        started.append(await start_haproxy_plane(BalancerConfig(replicas=replicas, **values)))
+        return started[-1]
+
+    yield start
+    for running in started:
+        await running.close(grace_s=1.0)
 
 
 async def get_replica(session: aiohttp.ClientSession, url: str) -> str:
@@ -164,9 +135,9 @@ async def get_replica(session: aiohttp.ClientSession, url: str) -> str:
         return response.headers["X-Replica"]
 
 
-async def until_up(haproxy: HAProxyProcess, count: int) -> None:
+async def until_up(running: HAProxyPlane, count: int) -> None:
     async def all_up() -> bool:
-        stats = await asyncio.to_thread(haproxy.api.show_stat)
+        stats = await asyncio.to_thread(running.api.show_stat)
         return sum(s.up for s in stats) == count
 
     await wait_until(all_up, timeout_s=30, what="every replica up in HAProxy")
@@ -174,149 +145,116 @@ async def until_up(haproxy: HAProxyProcess, count: int) -> None:
 
 @needs_haproxy
 @pytest.mark.anyio
-async def test_runtime_api_reads_and_sets_weights_and_membership(replicas):
+async def test_runtime_api_reads_and_sets_weights_and_membership(replicas, plane):
     a, b, c = await replicas("a"), await replicas("b"), await replicas("c")
-    haproxy = HAProxyProcess(free_port(), {"a": a.url, "b": b.url})
-    await asyncio.to_thread(haproxy.start)
-    try:
-        await until_up(haproxy, 2)
-        stats = {s.name: s for s in await asyncio.to_thread(haproxy.api.show_stat)}
-        assert set(stats) == {"a", "b"} and stats["a"].weight == hc.FULL_WEIGHT
-        await asyncio.to_thread(haproxy.api.set_weight, "b", 7)
-        stats = {s.name: s for s in await asyncio.to_thread(haproxy.api.show_stat)}
-        assert stats["b"].weight == 7
-        with pytest.raises(HAProxyError, match="nothere"):
-            await asyncio.to_thread(haproxy.api.set_weight, "nothere", 7)
+    running = await plane([a, b])
+    api = running.api
+    await until_up(running, 2)
+    stats = {s.name: s for s in await asyncio.to_thread(api.show_stat)}
+    assert set(stats) == {"a", "b"} and stats["a"].weight == FULL_WEIGHT
+    await asyncio.to_thread(api.set_weight, "b", 7)
+    stats = {s.name: s for s in await asyncio.to_thread(api.show_stat)}
+    assert stats["b"].weight == 7
+    with pytest.raises(HAProxyError, match="nothere"):
+        await asyncio.to_thread(api.set_weight, "nothere", 7)
 
-        async with aiohttp.ClientSession() as session:
-            seen = {await get_replica(session, haproxy.url) for _ in range(6)}
-            assert seen <= {"a", "b"} and "a" in seen  # X-Replica passed through
-            await asyncio.to_thread(haproxy.api.add_server, "c", c.url)
-            await until_up(haproxy, 3)
-            await asyncio.to_thread(haproxy.api.set_weight, "a", 0)
-            await asyncio.to_thread(haproxy.api.set_weight, "b", 0)
-            assert {await get_replica(session, haproxy.url) for _ in range(4)} == {"c"}
-            await asyncio.to_thread(haproxy.api.set_weight, "a", 100)
-            await asyncio.to_thread(haproxy.api.remove_server, "c")
-            assert [s.name for s in await asyncio.to_thread(haproxy.api.show_stat)] == ["a", "b"]
-            assert {await get_replica(session, haproxy.url) for _ in range(4)} == {"a"}
-    finally:
-        await asyncio.to_thread(haproxy.stop)
-    assert not os.path.exists(haproxy.workdir)
-    assert haproxy.process is not None and haproxy.process.poll() is not None
+    async with aiohttp.ClientSession() as session:
+        seen = {await get_replica(session, running.url) for _ in range(6)}
+        assert seen <= {"a", "b"} and "a" in seen  # X-Replica passed through
+        await asyncio.to_thread(api.add_server, ReplicaTarget("c", c.url), FULL_WEIGHT, "check inter 100ms")
+        await until_up(running, 3)
+        await asyncio.to_thread(api.set_weight, "a", 0)
+        await asyncio.to_thread(api.set_weight, "b", 0)
+        assert {await get_replica(session, running.url) for _ in range(4)} == {"c"}
+        await asyncio.to_thread(api.set_weight, "a", 100)
+        await asyncio.to_thread(api.remove_server, "c")
+        assert [s.name for s in await asyncio.to_thread(api.show_stat)] == ["a", "b"]
+        assert {await get_replica(session, running.url) for _ in range(4)} == {"a"}
+    await running.close(grace_s=1.0)
+    assert not os.path.exists(running.workdir)  # configuration, sockets and error files removed
+    assert not running.running
 
 
 @needs_haproxy
 @pytest.mark.anyio
-async def test_health_checks_take_a_failing_replica_out(replicas):
+async def test_health_checks_take_a_failing_replica_out(replicas, plane):
     a, b = await replicas("a"), await replicas("b")
-    with HAProxyProcess(free_port(), {"a": a.url, "b": b.url}) as haproxy:
-        await until_up(haproxy, 2)
-        b.health_status = 503
-        await until_up(haproxy, 1)
-        async with aiohttp.ClientSession() as session:
-            assert {await get_replica(session, haproxy.url) for _ in range(6)} == {"a"}
+    running = await plane([a, b], health_interval_s=0.1)
+    await until_up(running, 2)
+    b.health_status = 503
+    await until_up(running, 1)
+    async with aiohttp.ClientSession() as session:
+        assert {await get_replica(session, running.url) for _ in range(6)} == {"a"}
 
 
 @needs_haproxy
 @pytest.mark.anyio
-@pytest.mark.parametrize("server_maxconn", [None, 2])
-async def test_a_replica_killed_under_load_fails_no_request(replicas, server_maxconn):
-    # With maxconn the live replica is full, and the dead one, holding nothing, would draw every retry.
+@pytest.mark.parametrize("policy", ["least_request", "late_binding"])
+async def test_a_replica_killed_under_load_fails_no_request(replicas, plane, policy):
+    # late_binding: one request per replica, the live one is full, and the dead one, holding
+    # nothing, would draw every retry were it not marked down at the first refused connection.
     a, b = await replicas("a", delay_s=0.005), await replicas("b", delay_s=0.005)
-    with HAProxyProcess(free_port(), {"a": a.url, "b": b.url}, server_maxconn=server_maxconn) as haproxy:
-        await until_up(haproxy, 2)
-        statuses: list[int] = []
-        stop = asyncio.Event()
+    running = await plane([a, b], policy=policy)
+    await until_up(running, 2)
+    statuses: list[int] = []
+    stop = asyncio.Event()
 
-        async def client(session: aiohttp.ClientSession) -> None:
-            while not stop.is_set():
-                async with session.post(haproxy.url + "/predict", json={"instances": [[1]]}) as response:
-                    statuses.append(response.status)
-                    await response.read()
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            async with session.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+                statuses.append(response.status)
+                await response.read()
 
-        async with aiohttp.ClientSession() as session:
-            clients = [asyncio.ensure_future(client(session)) for _ in range(8)]
-            try:
-                await wait_until(lambda: b.predicts >= 50, timeout_s=30, what="traffic on b")
-                await b.stop()  # in-flight requests dropped, new connections refused
-                killed_at = len(statuses)
-                await wait_until(lambda: len(statuses) >= killed_at + 300, timeout_s=60,
-                                 what="300 more answers")  # fmt: skip
-            finally:
-                stop.set()
-                await asyncio.gather(*clients)
-        assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
+    async with aiohttp.ClientSession() as session:
+        clients = [asyncio.ensure_future(client(session)) for _ in range(8)]
+        try:
+            await wait_until(lambda: b.predicts >= 50, timeout_s=30, what="traffic on b")
+            await b.stop()  # in-flight requests dropped, new connections refused
+            killed_at = len(statuses)
+            await wait_until(lambda: len(statuses) >= killed_at + 300, timeout_s=60,
+                             what="300 more answers")  # fmt: skip
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+    assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
 
 
 @needs_haproxy
 @pytest.mark.anyio
-async def test_the_controller_shifts_traffic_away_from_a_slow_replica(replicas):
+async def test_the_controller_shifts_traffic_away_from_a_slow_replica(replicas, plane):
     fast, slow = await replicas("fast", delay_s=0.01), await replicas("slow", delay_s=0.08)
-    with HAProxyProcess(free_port(), {"fast": fast.url, "slow": slow.url}) as haproxy:
-        await until_up(haproxy, 2)
-        controller = Controller(haproxy.api, WeightRule(smoothing_s=0.5, min_requests=5), interval_s=0.1)
-        stop = asyncio.Event()
+    running = await plane([fast, slow])
+    await until_up(running, 2)
+    controller = Controller(running.api, WeightRule(smoothing_s=0.5, min_requests=5), interval_s=0.1)
+    stop = asyncio.Event()
 
-        async def client(session: aiohttp.ClientSession) -> None:
-            while not stop.is_set():
-                await get_replica(session, haproxy.url)
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            await get_replica(session, running.url)
 
-        def slow_weight() -> bool:
-            stats = {s.name: s for s in haproxy.api.show_stat()}
-            return stats["fast"].weight == hc.FULL_WEIGHT and stats["slow"].weight <= hc.FULL_WEIGHT // 3
+    def slow_weight() -> bool:
+        stats = {s.name: s for s in running.api.show_stat()}
+        return stats["fast"].weight == FULL_WEIGHT and stats["slow"].weight <= FULL_WEIGHT // 3
 
-        async def share_of_slow(requests_on_fast: int = 200) -> float:
-            before = (fast.predicts, slow.predicts)
-            await wait_until(lambda: fast.predicts - before[0] >= requests_on_fast, timeout_s=60,
-                             what=f"{requests_on_fast} more requests on the fast replica")  # fmt: skip
-            on_fast, on_slow = fast.predicts - before[0], slow.predicts - before[1]
-            return on_slow / (on_fast + on_slow)
+    async def share_of_slow(requests_on_fast: int = 200) -> float:
+        before = (fast.predicts, slow.predicts)
+        await wait_until(lambda: fast.predicts - before[0] >= requests_on_fast, timeout_s=60,
+                         what=f"{requests_on_fast} more requests on the fast replica")  # fmt: skip
+        on_fast, on_slow = fast.predicts - before[0], slow.predicts - before[1]
+        return on_slow / (on_fast + on_slow)
 
-        async with aiohttp.ClientSession() as session:
-            clients = [asyncio.ensure_future(client(session)) for _ in range(8)]
-            try:
-                plain = await share_of_slow()  # leastconn, equal weights
-                with controller:
-                    await wait_until(lambda: asyncio.to_thread(slow_weight), timeout_s=30,
-                                     what="the slow replica's weight lowered")  # fmt: skip
-                    weighted = await share_of_slow()
-            finally:
-                stop.set()
-                await asyncio.gather(*clients)
-        assert controller.weight_sets >= 1 and controller.errors == 0, controller.last_error
-        # Plain leastconn keeps about as many requests on the 8x slower replica as on the fast
-        # one (~1/9 of the answers); at ~1/8 of the weight it holds about one at a time.
-        assert weighted < plain / 3, (plain, weighted)
-
-
-@needs_haproxy
-def test_the_command_runs_haproxy_and_stops_it_on_sigterm(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mltoolkit.balancer.haproxy_controller", "--port", str(port),
-         "--replica", "a=http://127.0.0.1:1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        line = process.stdout.readline().decode()
-        assert f"HAProxy on http://127.0.0.1:{port}" in line, line
-        workdir = os.path.dirname(line.rsplit(" ", 1)[1].strip())
-        assert os.path.exists(os.path.join(workdir, "haproxy.cfg"))
-        process.terminate()
-        assert process.wait(30) == 0
-        assert not os.path.exists(workdir)
-        running = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True).stdout
-        assert running == ""
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def test_the_command_refuses_a_bad_replica_before_starting():
-    result = subprocess.run(
-        [sys.executable, "-m", "mltoolkit.balancer.haproxy_controller", "--port", "8080",
-         "--replica", "a=ftp://x"], capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "ReplicaTarget.url" in result.stderr
+    async with aiohttp.ClientSession() as session:
+        clients = [asyncio.ensure_future(client(session)) for _ in range(8)]
+        try:
+            plain = await share_of_slow()  # leastconn, equal weights
+            with controller:
+                await wait_until(lambda: asyncio.to_thread(slow_weight), timeout_s=30,
+                                 what="the slow replica's weight lowered")  # fmt: skip
+                weighted = await share_of_slow()
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+    assert controller.weight_sets >= 1 and controller.errors == 0, controller.last_error
+    # Plain leastconn keeps about as many requests on the 8x slower replica as on the fast
+    # one (~1/9 of the answers); at ~1/8 of the weight it holds about one at a time.
+    assert weighted < plain / 3, (plain, weighted)

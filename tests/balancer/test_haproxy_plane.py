@@ -27,7 +27,7 @@ from mltoolkit.balancer.haproxy_plane import (
     traffic_rows,
 )
 
-from .fakes import parse_responses, raw_request, wait_until
+from .fakes import needs_haproxy, parse_responses, raw_request, wait_until
 from .test_cli import REPO
 
 A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
@@ -156,6 +156,7 @@ async def plane() -> AsyncIterator[Callable[..., Awaitable[HAProxyPlane]]]:
         await running.close(grace_s=1.0)
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_requests_bodies_and_headers_cross_unchanged(replicas, plane, client):
     a = await replicas("a")
@@ -178,6 +179,7 @@ async def test_requests_bodies_and_headers_cross_unchanged(replicas, plane, clie
         assert base64.b64decode((await response.json())["body_b64"]) == b"abcdef"
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_bad_requests_get_json_4xx_and_the_balancer_stays_up(replicas, plane, client):
     a = await replicas("a")
@@ -198,6 +200,7 @@ async def test_bad_requests_get_json_4xx_and_the_balancer_stays_up(replicas, pla
         assert response.status == 200 and (await response.json())["predictions"] == [3]
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_pipelined_requests_are_answered_in_order(replicas, plane):
     a = await replicas("a")
@@ -208,6 +211,7 @@ async def test_pipelined_requests_are_answered_in_order(replicas, plane):
     assert [json.loads(body)["path"] for _, _, body in answers] == ["/echo/0", "/echo/1", "/echo/2", "/echo/last"]
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_a_replica_killed_under_load_costs_no_request(replicas, plane, client):
     a = await replicas("a")
@@ -229,6 +233,7 @@ async def test_a_replica_killed_under_load_costs_no_request(replicas, plane, cli
     assert replicas_doc["b"]["served"] >= 10
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_the_metrics_count_every_request_and_time_them(replicas, plane, client):
     a = await replicas("a")
@@ -250,6 +255,7 @@ async def test_the_metrics_count_every_request_and_time_them(replicas, plane, cl
     assert 'mltoolkit_balancer_requests_total{replica="a",node="",code="2xx"} 5' in text
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_discovery_adds_and_drains_replicas_at_run_time(replicas, plane, client):
     a = await replicas("a")
@@ -292,6 +298,7 @@ async def test_discovery_adds_and_drains_replicas_at_run_time(replicas, plane, c
     assert await served_by() == {"a"}
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_only_ewma_runs_the_weight_controller(replicas, plane):
     a = await replicas("a")
@@ -299,6 +306,7 @@ async def test_only_ewma_runs_the_weight_controller(replicas, plane):
     assert (await plane([a], policy="least_request")).controller is None
 
 
+@needs_haproxy
 @pytest.mark.anyio
 async def test_haproxy_ends_with_its_controller_even_when_killed(replicas, tmp_path):
     a = await replicas("a")

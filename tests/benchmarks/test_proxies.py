@@ -21,7 +21,8 @@ REPLICAS = {"r0": "http://127.0.0.1:41000", "r1": "http://127.0.0.1:41001"}
 
 def test_each_balancer_is_compared_with_round_robin_and_least_connections():
     assert [b.label for b in BALANCERS] == [
-        "direct (no balancer)", "mltoolkit ewma", "mltoolkit round_robin", "mltoolkit least_request",
+        "direct (no balancer)", "mltoolkit ewma [haproxy]", "mltoolkit least_request [haproxy]",
+        "mltoolkit ewma [python]", "mltoolkit round_robin [python]", "mltoolkit least_request [python]",
         "nginx round_robin", "nginx least_conn", "haproxy roundrobin", "haproxy leastconn",
     ]  # fmt: skip
 
@@ -51,9 +52,10 @@ def test_the_upstream_answers_on_every_replica_port_with_its_name():
 
 
 def test_commands_write_their_config_into_the_run_directory(tmp_path):
-    ours = balancer_command(Balancer("mltoolkit", "least_request"), 9000, REPLICAS, tmp_path)
+    ours = balancer_command(Balancer("mltoolkit", "least_request", "python"), 9000, REPLICAS, tmp_path)
     assert ours[1:3] == ["-m", "mltoolkit.balancer"]
     assert ours[ours.index("--policy") + 1] == "least_request"
+    assert ours[ours.index("--data-plane") + 1] == "python"
     assert "r1=http://127.0.0.1:41001" in ours
     nginx = balancer_command(Balancer("nginx", "round_robin"), 9000, REPLICAS, tmp_path)
     assert nginx[0] == "nginx" and (tmp_path / "nginx-round_robin-9000.conf").exists()
@@ -65,7 +67,8 @@ def test_commands_write_their_config_into_the_run_directory(tmp_path):
 
 def test_only_keeps_direct_as_the_baseline():
     assert [b.label for b in select_balancers(["haproxy"])] == [
-        "direct (no balancer)", "haproxy roundrobin", "haproxy leastconn",
+        "direct (no balancer)", "mltoolkit ewma [haproxy]", "mltoolkit least_request [haproxy]",
+        "haproxy roundrobin", "haproxy leastconn",
     ]  # fmt: skip
     with pytest.raises(ValueError, match="matches no balancer"):
         select_balancers(["traefik"])
