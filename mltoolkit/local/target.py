@@ -31,6 +31,7 @@ from mltoolkit.local.commands import (
     REPLICA,
     STANDBY,
     ProcessSpec,
+    check_data_plane_installed,
     check_node_slowdown,
     check_nodes,
     check_runnable_locally,
@@ -245,6 +246,7 @@ class LocalTarget:
                 "call down() before up() again"
             )
         check_runnable_locally(spec)
+        check_data_plane_installed(spec, shutil.which("haproxy"))
         stopped = self.cleanup(self.state_dir, grace_s=self.grace_s)
         if stopped:
             say(f"stopped {len(stopped)} process(es) left by a previous session")
