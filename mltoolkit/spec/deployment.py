@@ -192,6 +192,7 @@ MAX_LOCAL_BALANCERS = 16
 #: What forwards the requests (``BalancerSpec.data_plane``, ``--data-plane`` of
 #: ``python -m mltoolkit.balancer``): HAProxy driven by our policy, or our own asyncio proxy.
 DATA_PLANES = ("haproxy", "python")
+DEFAULT_DATA_PLANE = "python"
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class BalancerSpec:
     request_timeout_s: float = 30.0
     balancers: int = 1
     hedge: bool = False
-    data_plane: str = "python"
+    data_plane: str = DEFAULT_DATA_PLANE
 
     def __post_init__(self) -> None:
         from mltoolkit.balancer.policies import policy_names
