@@ -146,7 +146,9 @@ class ProvisionPanel(PanelBase):
             ["cluster_name", "project", "location", "machine_type", "min_nodes", "max_nodes", "spot",
              "gpu_type", "gpu_count", "allowed_cidrs", "allow_public", "stack", "backend"],
         )
-        deployment_box = section(f"Deployment of model {self.model.name!r}", ["replicas", "cpu", "memory", "policy", "data_plane"])
+        deployment_box = section(
+            f"Deployment of model {self.model.name!r}", ["replicas", "cpu", "memory", "policy", "data_plane"]
+        )
 
         self.plan_button = widgets.Button(description="Plan", icon="list", tooltip="Resources and cost per hour")
         self.up_button = widgets.Button(description="Up", button_style="primary", icon="play")

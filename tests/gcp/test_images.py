@@ -29,7 +29,8 @@ def test_the_context_comes_from_the_installed_package_without_a_source_tree(tmp_
         "RUN apt-get update && apt-get install -y --no-install-recommends haproxy && rm -rf /var/lib/apt/lists/*"
     )
     assert dockerfile.index("RUN apt-get") < dockerfile.index("USER 10001")
-    assert dockerfile.count("RUN ") == 1 and "pip install -r /tmp/requirements.txt" in dockerfile.split("COPY mltoolkit")[0]
+    assert dockerfile.count("RUN ") == 1
+    assert "pip install -r /tmp/requirements.txt" in dockerfile.split("COPY mltoolkit")[0]
     # what a copy of the package (as site-packages holds it) gives is the same context
     copy = tmp_path / "site-packages" / "mltoolkit"
     for name, content in context.files.items():
