@@ -45,7 +45,9 @@ def test_the_data_plane_option_reaches_the_balancer_spec():
     import numpy as np
     from sklearn.dummy import DummyClassifier
 
-    assert parse_args([]).data_plane == "python"  # BalancerSpec's default
+    from mltoolkit.spec.deployment import DEFAULT_DATA_PLANE
+
+    assert parse_args([]).data_plane == DEFAULT_DATA_PLANE  # BalancerSpec's
     args = parse_args(["--data-plane", "haproxy"])
     model = DummyClassifier().fit(np.zeros((2, 3)), [0, 1])
     spec = digits_spec(model, replicas=2, policy=args.policy, data_plane=args.data_plane)

@@ -47,7 +47,9 @@ def run_tier(deployment, tier: BalancerTierSpec | None = None, pod_monitoring: b
 
 @pytest.fixture(scope="module")
 def tier_deployment(model):
-    balancer = BalancerSpec(policy="least_request", retries=2, request_timeout_s=20.0, health_interval_s=0.5)
+    balancer = BalancerSpec(
+        policy="least_request", retries=2, request_timeout_s=20.0, health_interval_s=0.5, data_plane="python"
+    )
     return make_deployment(model, balancer=balancer)
 
 

@@ -74,7 +74,9 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
     spec = make_spec(
         model_file,
         replicas=3,
-        balancer=BalancerSpec(policy="round_robin", health_interval_s=0.5, retries=2, request_timeout_s=7),
+        balancer=BalancerSpec(
+            policy="round_robin", health_interval_s=0.5, retries=2, request_timeout_s=7, data_plane="python"
+        ),
     )
     balancer = plan_processes(spec, 2, [11, 12, 13, 20])[-1]
     argv = list(balancer.argv)
@@ -91,7 +93,7 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
         ("--health-interval", "0.5"),
         ("--retries", "2"),
         ("--timeout", "7"),
-        ("--data-plane", "python"),  # BalancerSpec's default, passed explicitly
+        ("--data-plane", "python"),
     ]:
         assert argv[argv.index(flag) + 1] == expected
     assert balancer.ready_url == "http://127.0.0.1:20/-/health"
@@ -99,7 +101,7 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
 
 
 def test_a_hedging_balancer_spec_gives_the_balancer_hedge(model_file):
-    spec = make_spec(model_file, balancer=BalancerSpec(hedge=True))
+    spec = make_spec(model_file, balancer=BalancerSpec(hedge=True, data_plane="python"))
     *_, balancer = plan_processes(spec, 1)
     assert "--hedge" in balancer.argv
 
@@ -122,7 +124,8 @@ def test_the_haproxy_data_plane_needs_the_haproxy_binary(model_file):
     assert "apt-get install haproxy" in str(info.value)
     assert 'data_plane="python"' in str(info.value)
     check_data_plane_installed(haproxy, "/usr/sbin/haproxy")  # installed: nothing to say
-    check_data_plane_installed(make_spec(model_file), None)  # the python data plane needs none
+    python = make_spec(model_file, balancer=BalancerSpec(data_plane="python"))
+    check_data_plane_installed(python, None)  # the python data plane needs none
 
 
 def test_image_models_cannot_run_locally():
