@@ -6,7 +6,8 @@
 A LocalTarget with 3 replicas of the digits LogisticRegression (default policy), 200 requests/s
 from ``load_test`` for 10 s; 2 s in, replica digits-1 is SIGSTOPped for 5 s (then SIGCONT, if the
 supervisor has not replaced it: liveness kills it after ``liveness_timeout_s``, 3 s, and the warm
-standby takes over). ``hedge off`` is ``BalancerSpec()``; ``hedge on`` is ``BalancerSpec(hedge=True)``.
+standby takes over). ``hedge off`` is ``BalancerSpec(data_plane="python")``; ``hedge on`` is
+``BalancerSpec(hedge=True, data_plane="python")`` (hedging needs the python data plane).
 Per mode: failed requests, max and p99 latency over the whole test, and requests hedged (copies the
 balancer sent to another replica). Goal: with one replica stopped for 5 s under load, max latency
 ≤ 1 s and 0 failed.
@@ -36,7 +37,8 @@ def one_round(hedge: bool, X: np.ndarray, model_spec: object) -> dict[str, float
     from mltoolkit.local import LocalTarget
     from mltoolkit.spec import BalancerSpec, DeploymentSpec
 
-    spec = DeploymentSpec(model=model_spec, replicas=3, balancer=BalancerSpec(hedge=hedge))
+    balancer = BalancerSpec(hedge=hedge, data_plane="python")  # hedging needs the python data plane
+    spec = DeploymentSpec(model=model_spec, replicas=3, balancer=balancer)
     with LocalTarget(progress=False) as target:
         target.up(spec)
         pid = int(target.status().set_index("name").loc["digits-1", "pid"])

@@ -1,5 +1,5 @@
 """The local quickstart, headless: ``python -m mltoolkit.quickstart [--replicas 3 --nodes 3
---rate 100 --duration 10]``.
+--rate 100 --duration 10 --policy ewma --data-plane python]``.
 
 Trains LogisticRegression on scikit-learn's bundled digits, deploys it locally behind the
 balancer, checks served predictions against the in-process model, runs an open-loop load test
@@ -20,6 +20,7 @@ import pandas as pd
 from mltoolkit.local import LocalTarget
 from mltoolkit.balancer.policies import DEFAULT_POLICY, policy_names
 from mltoolkit.spec import BalancerSpec, DeploymentSpec, ModelSpec
+from mltoolkit.spec.deployment import DATA_PLANES, DEFAULT_DATA_PLANE
 
 CHECK_ROWS = 20
 
@@ -39,13 +40,15 @@ def train_digits() -> tuple[Any, np.ndarray, np.ndarray]:
     return model, X, y
 
 
-def digits_spec(model: Any, replicas: int = 3, policy: str = DEFAULT_POLICY) -> DeploymentSpec:
+def digits_spec(
+    model: Any, replicas: int = 3, policy: str = DEFAULT_POLICY, data_plane: str = DEFAULT_DATA_PLANE
+) -> DeploymentSpec:
     return DeploymentSpec(
         model=ModelSpec.from_object(model, name="digits"),
         replicas=replicas,
         cpu="500m",
         memory="512Mi",
-        balancer=BalancerSpec(policy=policy),
+        balancer=BalancerSpec(policy=policy, data_plane=data_plane),
     )
 
 
@@ -104,6 +107,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=policy_names(),
         help=f"balancer policy ({DEFAULT_POLICY})",
     )
+    parser.add_argument(
+        "--data-plane",
+        default=DEFAULT_DATA_PLANE,
+        choices=DATA_PLANES,
+        help=f"what forwards the requests: HAProxy (apt-get install haproxy) or ours ({DEFAULT_DATA_PLANE})",
+    )
     return parser.parse_args(argv)
 
 
@@ -117,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print("training LogisticRegression on the digits data ...", flush=True)
     model, X, _ = train_digits()
-    spec = digits_spec(model, replicas=args.replicas, policy=args.policy)
+    spec = digits_spec(model, replicas=args.replicas, policy=args.policy, data_plane=args.data_plane)
     target = LocalTarget(nodes=args.nodes)
     _show("plan", target.plan(spec).resources.drop(columns=["command"]))
     try:

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from mltoolkit.quickstart import parse_args
+from mltoolkit.quickstart import digits_spec, parse_args
 from tests.local.conftest import processes_of
 
 
@@ -31,10 +31,24 @@ def test_quickstart_runs_end_to_end_and_leaves_nothing_running(_isolated_home):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--replicas", "0"], "--replicas"), (["--rate", "-5"], "--rate"), (["--nodes", "x"], "--nodes")],
+    [(["--replicas", "0"], "--replicas"), (["--rate", "-5"], "--rate"), (["--nodes", "x"], "--nodes"),
+     (["--data-plane", "nginx"], "--data-plane")],
 )
 def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_data_plane_option_reaches_the_balancer_spec():
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    from mltoolkit.spec.deployment import DEFAULT_DATA_PLANE
+
+    assert parse_args([]).data_plane == DEFAULT_DATA_PLANE  # BalancerSpec's
+    args = parse_args(["--data-plane", "haproxy"])
+    model = DummyClassifier().fit(np.zeros((2, 3)), [0, 1])
+    spec = digits_spec(model, replicas=2, policy=args.policy, data_plane=args.data_plane)
+    assert spec.balancer.data_plane == "haproxy"

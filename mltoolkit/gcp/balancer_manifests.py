@@ -187,6 +187,7 @@ def balancer_args(deployment: DeploymentSpec) -> list[str]:
         "--retries", str(spec.retries),
         "--timeout", repr(float(spec.request_timeout_s)),
         "--max-request-bytes", str(deployment.max_request_bytes),
+        "--data-plane", spec.data_plane,
         DISCOVER_SERVICE_OPTION, replica_service_name(model),
         DISCOVER_NAMESPACE_OPTION, manifests.NAMESPACE,
         DISCOVER_PORT_NAME_OPTION, REPLICA_PORT_NAME,

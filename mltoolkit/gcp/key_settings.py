@@ -53,14 +53,24 @@ def _cluster(i: dict[str, Any]) -> str:
     )
 
 
+def _option(args: Any, option: str) -> Any:
+    """The value after ``option`` in a container's ``args`` (None when absent)."""
+    if not isinstance(args, list) or option not in args[:-1]:
+        return None
+    return args[args.index(option) + 1]
+
+
 def _deployment(i: dict[str, Any]) -> str:
     container = _get(i, "spec.template.spec.containers.0", {}) or {}
+    args = container.get("args")
     return _pairs(
         replicas=_get(i, "spec.replicas"),
         image=container.get("image"),
         cpu=_get(container, "resources.requests.cpu"),
         memory=_get(container, "resources.requests.memory"),
         gpu=_get(container, "resources.limits", {}).get("nvidia.com/gpu"),
+        policy=_option(args, "--policy"),  # the balancer tier's BalancerSpec
+        data_plane=_option(args, "--data-plane"),
     )
 
 

@@ -127,6 +127,22 @@ def check_runnable_locally(spec: DeploymentSpec) -> None:
     check_library_versions(spec.model.library_versions, f"model {spec.model.name!r}")
 
 
+HAPROXY_INSTALL = "apt-get install haproxy"
+
+
+def check_data_plane_installed(spec: DeploymentSpec, haproxy_path: str | None) -> None:
+    """``data_plane="haproxy"`` runs the system's ``haproxy`` binary: without one on PATH
+    (``haproxy_path``, what ``shutil.which("haproxy")`` found), say how to get it before anything
+    starts."""
+    if spec.balancer.data_plane == "haproxy" and haproxy_path is None:
+        raise SpecError(
+            "BalancerSpec.data_plane",
+            spec.balancer.data_plane,
+            f"a data plane installed on this machine: HAProxy is not (no haproxy on PATH); "
+            f'install it with `{HAPROXY_INSTALL}`, or use BalancerSpec(data_plane="python")',
+        )
+
+
 def replica_argv(
     spec: DeploymentSpec,
     replica_id: str,
@@ -190,6 +206,7 @@ def balancer_argv(
         "--retries", str(balancer.retries),
         "--timeout", str(balancer.request_timeout_s),
         "--max-request-bytes", str(spec.max_request_bytes),
+        "--data-plane", balancer.data_plane,
     ]  # fmt: skip
     if balancer.hedge:
         argv.append("--hedge")

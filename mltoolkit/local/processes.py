@@ -144,14 +144,23 @@ def find_process(pid: int | None, started: float | None) -> psutil.Process | Non
     return process
 
 
-def _signal(process: psutil.Process, sig: int) -> None:
-    """Signal the process's whole group when it leads one (ours do), else just the process."""
+def signal_group(pid: int, sig: int) -> None:
+    """Signal ``pid``'s whole process group when it leads one (ours do, so a child it started,
+    such as a balancer's HAProxy, gets the signal too), else just the process."""
     try:
-        if os.getpgid(process.pid) == process.pid:
-            os.killpg(process.pid, sig)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
         else:
-            process.send_signal(sig)
-    except (ProcessLookupError, psutil.Error):
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _signal(process: psutil.Process, sig: int) -> None:
+    try:
+        if process.is_running():
+            signal_group(process.pid, sig)
+    except psutil.Error:
         pass
 
 

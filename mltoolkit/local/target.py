@@ -31,6 +31,7 @@ from mltoolkit.local.commands import (
     REPLICA,
     STANDBY,
     ProcessSpec,
+    check_data_plane_installed,
     check_node_slowdown,
     check_nodes,
     check_runnable_locally,
@@ -51,6 +52,7 @@ from mltoolkit.local.processes import (
     find_process,
     log_tail,
     processes_marked,
+    signal_group,
     start_process,
     stop_processes,
 )
@@ -245,6 +247,7 @@ class LocalTarget:
                 "call down() before up() again"
             )
         check_runnable_locally(spec)
+        check_data_plane_installed(spec, shutil.which("haproxy"))
         stopped = self.cleanup(self.state_dir, grace_s=self.grace_s)
         if stopped:
             say(f"stopped {len(stopped)} process(es) left by a previous session")
@@ -428,13 +431,14 @@ class LocalTarget:
         return True
 
     def _kill_hung(self, managed: ManagedProcess, reason: str) -> None:
-        """SIGKILL a process that is alive but hung; the supervisor then restarts it."""
+        """SIGKILL a process that is alive but hung (its whole group: a balancer's HAProxy too);
+        the supervisor then restarts it."""
         with self._lock:
             if self._record is None or managed.popen.poll() is not None:
                 return
             with open(managed.record.log_path, "ab") as log:
                 log.write(f"\n--- mltoolkit {_now()}: {reason}; killing it ---\n".encode())
-            os.kill(managed.popen.pid, signal.SIGKILL)
+            signal_group(managed.popen.pid, signal.SIGKILL)
 
     def _fail(self, exited: dict[str, int], pending: list[str]) -> None:
         lines = []
@@ -658,7 +662,8 @@ class LocalTarget:
             return log_tail(matches[0].record.log_path, lines=lines)
 
     def kill_balancer(self, name: str | None = None) -> int:
-        """SIGKILL one balancer (the first without ``name``); the supervisor restarts it. With
+        """SIGKILL one balancer (the first without ``name``) with its process group, so that the
+        HAProxy of ``data_plane="haproxy"`` does not outlive it; the supervisor restarts it. With
         ``BalancerSpec.balancers`` > 1 the others keep serving the endpoint. Returns its pid."""
         with self._lock:
             balancers = [m for m in self._processes if m.spec.role == BALANCER]
@@ -669,7 +674,7 @@ class LocalTarget:
                 raise SpecError("name", name, f"one of the balancers {names}")
             popen = balancers[names.index(name) if name is not None else 0].popen
             if popen.poll() is None:
-                os.kill(popen.pid, signal.SIGKILL)
+                signal_group(popen.pid, signal.SIGKILL)
             return popen.pid
 
     def kill_replica(self, name: str) -> int:
@@ -683,7 +688,7 @@ class LocalTarget:
                 raise SpecError("name", name, f"one of the replicas {[m.spec.name for m in replicas]}")
             popen = matches[0].popen
             if popen.poll() is None:
-                os.kill(popen.pid, signal.SIGKILL)
+                signal_group(popen.pid, signal.SIGKILL)
             return popen.pid
 
     # ---------------------------------------------------------------- helpers

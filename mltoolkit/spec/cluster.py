@@ -208,7 +208,9 @@ class ClusterSpec:
     (a GKE Ingress: global external HTTP load balancer with container-native NEGs, source ranges
     enforced by a Cloud Armor policy). ``serving_image`` is the model server image for models
     given as a file; by default the stack's own registry image built with Cloud Build
-    (see ``mltoolkit.gcp.images``). ``managed_prometheus``: register a PodMonitoring so Google
+    (see ``mltoolkit.gcp.images``, which installs HAProxy). The balancer tier runs from it too, so
+    with ``BalancerSpec(data_plane="haproxy")`` an image named here must carry the ``haproxy``
+    binary. ``managed_prometheus``: register a PodMonitoring so Google
     Cloud Managed Service for Prometheus scrapes the balancer pods' ``/-/metrics`` (the cluster's
     managed collection must be on, as it is by default on new GKE clusters).
     """

@@ -189,6 +189,10 @@ class ModelSpec:
 
 
 MAX_LOCAL_BALANCERS = 16
+#: What forwards the requests (``BalancerSpec.data_plane``, ``--data-plane`` of
+#: ``python -m mltoolkit.balancer``): HAProxy driven by our policy, or our own asyncio proxy.
+DATA_PLANES = ("haproxy", "python")
+DEFAULT_DATA_PLANE = "python"
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,12 @@ class BalancerSpec:
     least 0.1 s) is sent to another replica too, and the first answer wins (predictions are
     idempotent), so a hung replica delays requests by that much instead of until it is restarted.
     Off by default: it adds work on a busy fleet (``benchmarks/hung_replica.py`` measures it).
+    It needs ``data_plane="python"``.
+
+    ``data_plane``: what forwards the requests (one of ``DATA_PLANES``). ``"haproxy"``: HAProxy
+    (a system binary: ``apt-get install haproxy``; the GKE image carries it) forwards them and a
+    Python controller sets its weights and membership from the policy; ``"python"``: the
+    toolkit's own asyncio proxy, which decides per request.
     """
 
     policy: str = DEFAULT_POLICY
@@ -218,6 +228,7 @@ class BalancerSpec:
     request_timeout_s: float = 30.0
     balancers: int = 1
     hedge: bool = False
+    data_plane: str = DEFAULT_DATA_PLANE
 
     def __post_init__(self) -> None:
         from mltoolkit.balancer.policies import policy_names
@@ -230,6 +241,14 @@ class BalancerSpec:
         _check_int("BalancerSpec.balancers", self.balancers, 1, MAX_LOCAL_BALANCERS)
         if not isinstance(self.hedge, bool):
             raise SpecError("BalancerSpec.hedge", self.hedge, "True or False")
+        if self.data_plane not in DATA_PLANES:
+            raise SpecError("BalancerSpec.data_plane", self.data_plane, f"one of {DATA_PLANES}")
+        if self.hedge and self.data_plane != "python":
+            raise SpecError(
+                "BalancerSpec.hedge",
+                self.hedge,
+                f'False with data_plane={self.data_plane!r}: hedging needs data_plane="python"',
+            )
 
 
 @dataclass(frozen=True)

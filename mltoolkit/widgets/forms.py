@@ -16,7 +16,7 @@ from typing import Any
 from mltoolkit.gcp import catalog, prices
 from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.spec.cluster import ClusterSpec
-from mltoolkit.spec.deployment import DeploymentSpec, ModelSpec
+from mltoolkit.spec.deployment import DEFAULT_DATA_PLANE, DeploymentSpec, ModelSpec
 
 LOCAL = "local"
 GKE = "gke"
@@ -29,6 +29,7 @@ PANEL_FIELD_OF = {
     "DeploymentSpec.cpu": "cpu",
     "DeploymentSpec.memory": "memory",
     "BalancerSpec.policy": "policy",
+    "BalancerSpec.data_plane": "data_plane",
     "LocalTarget.nodes": "nodes",
     "ClusterSpec.name": "cluster_name",
     "ClusterSpec.project": "project",
@@ -65,6 +66,7 @@ class DeploymentFields:
     cpu: str = "500m"
     memory: str = "512Mi"
     policy: str = DEFAULT_POLICY
+    data_plane: str = DEFAULT_DATA_PLANE
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def deployment_dict(model: ModelSpec, fields: DeploymentFields) -> dict[str, Any
         "replicas": fields.replicas,
         "cpu": fields.cpu,
         "memory": fields.memory,
-        "balancer": {"policy": fields.policy},
+        "balancer": {"policy": fields.policy, "data_plane": fields.data_plane},
     }
 
 

@@ -23,7 +23,7 @@ import ipywidgets as widgets
 from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
 from mltoolkit.spec.cluster import ClusterSpec
-from mltoolkit.spec.deployment import ModelSpec
+from mltoolkit.spec.deployment import DATA_PLANES, DEFAULT_DATA_PLANE, ModelSpec
 from mltoolkit.widgets import forms, render
 from mltoolkit.widgets.forms import GKE, LOCAL, TARGET_KINDS
 from mltoolkit.widgets.panel import DESCRIPTION_STYLE, PanelBase, close_tree, field_row
@@ -54,6 +54,7 @@ class ProvisionPanel(PanelBase):
         cpu: str = "500m",
         memory: str = "512Mi",
         policy: str = DEFAULT_POLICY,
+        data_plane: str = DEFAULT_DATA_PLANE,
         cluster: ClusterSpec | None = None,
         stack: str = "dev",
         backend: str | None = None,
@@ -76,7 +77,7 @@ class ProvisionPanel(PanelBase):
         self.last_error: BaseException | None = None
         self._build(
             forms.TargetFields(kind=target, nodes=nodes, stack=stack, backend=backend or ""),
-            forms.DeploymentFields(replicas=replicas, cpu=cpu, memory=memory, policy=policy),
+            forms.DeploymentFields(replicas=replicas, cpu=cpu, memory=memory, policy=policy, data_plane=data_plane),
             forms.ClusterFields.from_spec(cluster) if cluster is not None else forms.ClusterFields(),
         )
 
@@ -127,6 +128,9 @@ class ProvisionPanel(PanelBase):
             "policy": widgets.Dropdown(
                 options=policy_names(), value=deployment.policy, description="Balancer policy", style=DESCRIPTION_STYLE
             ),
+            "data_plane": widgets.Dropdown(
+                options=DATA_PLANES, value=deployment.data_plane, description="Data plane", style=DESCRIPTION_STYLE
+            ),
         }
         rows: dict[str, widgets.HBox] = {}
         self.field_errors: dict[str, widgets.HTML] = {}
@@ -142,7 +146,9 @@ class ProvisionPanel(PanelBase):
             ["cluster_name", "project", "location", "machine_type", "min_nodes", "max_nodes", "spot",
              "gpu_type", "gpu_count", "allowed_cidrs", "allow_public", "stack", "backend"],
         )
-        deployment_box = section(f"Deployment of model {self.model.name!r}", ["replicas", "cpu", "memory", "policy"])
+        deployment_box = section(
+            f"Deployment of model {self.model.name!r}", ["replicas", "cpu", "memory", "policy", "data_plane"]
+        )
 
         self.plan_button = widgets.Button(description="Plan", icon="list", tooltip="Resources and cost per hour")
         self.up_button = widgets.Button(description="Up", button_style="primary", icon="play")
@@ -194,7 +200,7 @@ class ProvisionPanel(PanelBase):
     def deployment_fields(self) -> forms.DeploymentFields:
         return forms.DeploymentFields(
             replicas=self._value("replicas"), cpu=self._value("cpu"),
-            memory=self._value("memory"), policy=self._value("policy"),
+            memory=self._value("memory"), policy=self._value("policy"), data_plane=self._value("data_plane"),
         )
 
     def cluster_fields(self) -> forms.ClusterFields:

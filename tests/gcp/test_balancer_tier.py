@@ -47,7 +47,9 @@ def run_tier(deployment, tier: BalancerTierSpec | None = None, pod_monitoring: b
 
 @pytest.fixture(scope="module")
 def tier_deployment(model):
-    balancer = BalancerSpec(policy="least_request", retries=2, request_timeout_s=20.0, health_interval_s=0.5)
+    balancer = BalancerSpec(
+        policy="least_request", retries=2, request_timeout_s=20.0, health_interval_s=0.5, data_plane="python"
+    )
     return make_deployment(model, balancer=balancer)
 
 
@@ -103,10 +105,14 @@ def test_the_deployment_runs_the_spec_policy_over_the_replica_service(tier_run, 
     assert container["args"] == [
         "--port", "8080", "--host", "0.0.0.0", "--policy", "least_request", "--health-interval", "0.5",
         "--retries", "2", "--timeout", "20.0", "--max-request-bytes", str(tier_deployment.max_request_bytes),
+        "--data-plane", "python",
         "--discover-service", "digits-replicas", "--discover-namespace", "mltoolkit", "--discover-port-name", "http",
     ]  # fmt: skip
     hedging = replace(tier_deployment, balancer=replace(tier_deployment.balancer, hedge=True))
     assert tier_manifests.balancer_args(hedging)[-1] == "--hedge"  # BalancerSpec(hedge=True) on GKE too
+    on_haproxy = replace(tier_deployment, balancer=replace(tier_deployment.balancer, data_plane="haproxy"))
+    haproxy_args = tier_manifests.balancer_args(on_haproxy)
+    assert haproxy_args[haproxy_args.index("--data-plane") + 1] == "haproxy"  # the image carries HAProxy
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/-/health", "port": "http"}

@@ -23,6 +23,14 @@ def test_the_context_comes_from_the_installed_package_without_a_source_tree(tmp_
     dockerfile = context.files["Dockerfile"].decode()
     assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in dockerfile
     assert "COPY mltoolkit /opt/mltoolkit/mltoolkit" in dockerfile and "USER 10001" in dockerfile
+    # the balancer's haproxy data plane: HAProxy installed as root, in the layer with pip, lists removed
+    (run,) = [step for step in dockerfile.split("\n") if step.startswith("RUN ")]
+    assert run.startswith(
+        "RUN apt-get update && apt-get install -y --no-install-recommends haproxy && rm -rf /var/lib/apt/lists/*"
+    )
+    assert dockerfile.index("RUN apt-get") < dockerfile.index("USER 10001")
+    assert dockerfile.count("RUN ") == 1
+    assert "pip install -r /tmp/requirements.txt" in dockerfile.split("COPY mltoolkit")[0]
     # what a copy of the package (as site-packages holds it) gives is the same context
     copy = tmp_path / "site-packages" / "mltoolkit"
     for name, content in context.files.items():

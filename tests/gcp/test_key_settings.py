@@ -1,4 +1,5 @@
 from mltoolkit.gcp.key_settings import key_settings
+from mltoolkit.spec.deployment import DEFAULT_DATA_PLANE
 
 
 def test_key_settings_of_the_main_resources(sketch_run, gpu_run):
@@ -9,5 +10,9 @@ def test_key_settings_of_the_main_resources(sketch_run, gpu_run):
     assert settings["mltoolkit-images"] == "id=mltoolkit, format=DOCKER, cleanup=delete-untagged"
     assert settings["kubernetes-provider"] == "kubeconfig=[secret]"
     assert settings["registry"] == ""  # components have no settings of their own
+    # the balancer tier shows its BalancerSpec's policy and data plane; the model's pods have none
+    plane = DEFAULT_DATA_PLANE  # the sketch's BalancerSpec() has the default
+    assert settings["digits-balancer-deployment"].endswith(f", policy=ewma, data_plane={plane}")
+    assert "policy" not in settings["digits-deployment"] and "data_plane" not in settings["digits-deployment"]
     gpu = {r.name: key_settings(r) for r in gpu_run.resources}
     assert "gpu=1xnvidia-tesla-t4" in gpu["mltoolkit-pool-gpu"]

@@ -4,6 +4,7 @@ from mltoolkit.errors import SpecError
 from mltoolkit.local.commands import (
     BALANCER,
     REPLICA,
+    check_data_plane_installed,
     check_nodes,
     command_summary,
     plan_frame,
@@ -73,7 +74,9 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
     spec = make_spec(
         model_file,
         replicas=3,
-        balancer=BalancerSpec(policy="round_robin", health_interval_s=0.5, retries=2, request_timeout_s=7),
+        balancer=BalancerSpec(
+            policy="round_robin", health_interval_s=0.5, retries=2, request_timeout_s=7, data_plane="python"
+        ),
     )
     balancer = plan_processes(spec, 2, [11, 12, 13, 20])[-1]
     argv = list(balancer.argv)
@@ -90,6 +93,7 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
         ("--health-interval", "0.5"),
         ("--retries", "2"),
         ("--timeout", "7"),
+        ("--data-plane", "python"),
     ]:
         assert argv[argv.index(flag) + 1] == expected
     assert balancer.ready_url == "http://127.0.0.1:20/-/health"
@@ -97,9 +101,31 @@ def test_balancer_command_lists_every_replica_with_its_node(model_file):
 
 
 def test_a_hedging_balancer_spec_gives_the_balancer_hedge(model_file):
-    spec = make_spec(model_file, balancer=BalancerSpec(hedge=True))
+    spec = make_spec(model_file, balancer=BalancerSpec(hedge=True, data_plane="python"))
     *_, balancer = plan_processes(spec, 1)
     assert "--hedge" in balancer.argv
+
+
+def test_the_data_plane_reaches_every_balancer(model_file):
+    spec = make_spec(model_file, replicas=2, balancer=BalancerSpec(data_plane="haproxy", balancers=2))
+    balancers = [p for p in plan_processes(spec, 1) if p.role == BALANCER]
+    assert len(balancers) == 2
+    for balancer in balancers:
+        argv = list(balancer.argv)
+        assert argv.count("--data-plane") == 1
+        assert argv[argv.index("--data-plane") + 1] == "haproxy"
+
+
+def test_the_haproxy_data_plane_needs_the_haproxy_binary(model_file):
+    haproxy = make_spec(model_file, balancer=BalancerSpec(data_plane="haproxy"))
+    with pytest.raises(SpecError) as info:
+        check_data_plane_installed(haproxy, None)  # shutil.which("haproxy") found nothing
+    assert info.value.field == "BalancerSpec.data_plane"
+    assert "apt-get install haproxy" in str(info.value)
+    assert 'data_plane="python"' in str(info.value)
+    check_data_plane_installed(haproxy, "/usr/sbin/haproxy")  # installed: nothing to say
+    python = make_spec(model_file, balancer=BalancerSpec(data_plane="python"))
+    check_data_plane_installed(python, None)  # the python data plane needs none
 
 
 def test_image_models_cannot_run_locally():

@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import threading
 
@@ -11,6 +12,7 @@ from mltoolkit.local.processes import (
     find_process,
     log_tail,
     processes_marked,
+    signal_group,
     start_process,
     stop_processes,
 )
@@ -56,8 +58,8 @@ def test_find_process_checks_the_create_time(tmp_path, reaper):
     assert find_process(popen.pid, started) is None
 
 
-def test_stop_sends_sigterm_to_the_whole_group(tmp_path, reaper):
-    # The child starts a grandchild in its own process group and prints its pid.
+def start_with_grandchild(tmp_path, reaper):
+    """A child that starts a grandchild in its own process group; (child's Popen, grandchild pid)."""
     code = (
         "import subprocess, sys, time;"
         f"g = subprocess.Popen([sys.executable, '-c', {SLEEPER!r}]);"
@@ -68,10 +70,24 @@ def test_stop_sends_sigterm_to_the_whole_group(tmp_path, reaper):
     reaper.append(popen.pid)
     grandchild = int(wait_for(lambda: "grandchild" in log.read_text() and log.read_text().split()[1]))
     reaper.append(grandchild)
+    return popen, grandchild
+
+
+def test_stop_sends_sigterm_to_the_whole_group(tmp_path, reaper):
+    popen, grandchild = start_with_grandchild(tmp_path, reaper)
     results = stop_processes([psutil.Process(popen.pid)], grace_s=20)
     assert [(r.pid, r.killed) for r in results] == [(popen.pid, False)]
     assert popen.wait(timeout=10) == -15
     wait_for(lambda: not running(grandchild))
+
+
+def test_signal_group_kills_a_process_with_the_children_it_started(tmp_path, reaper):
+    """What kill_balancer relies on: a data plane's HAProxy is a child of the balancer process."""
+    popen, grandchild = start_with_grandchild(tmp_path, reaper)
+    signal_group(popen.pid, signal.SIGKILL)
+    assert popen.wait(timeout=10) == -9
+    wait_for(lambda: not running(grandchild))
+    signal_group(popen.pid, signal.SIGKILL)  # already gone: nothing to do, no error
 
 
 def test_stop_kills_what_ignores_sigterm(tmp_path, reaper):

@@ -333,6 +333,22 @@ def test_bad_settings_fail_before_anything_starts(home, spec):
     assert not (home / "local").exists()  # no record was ever written
 
 
+def test_a_missing_haproxy_refuses_up_before_anything_starts(home, spec, monkeypatch):
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "haproxy" else real_which(name, *a, **k))
+    started = []  # every process the target starts goes through subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("a process started"))
+    haproxy = DeploymentSpec(model=spec.model, replicas=2, balancer=BalancerSpec(data_plane="haproxy"))
+    with pytest.raises(SpecError) as info:
+        LocalTarget(progress=False).up(haproxy)
+    assert info.value.field == "BalancerSpec.data_plane"
+    assert "apt-get install haproxy" in str(info.value)
+    assert started == []
+    assert not (home / "local").exists()  # nothing was started or recorded
+
+
 def test_plan_lists_the_processes_up_would_start(spec):
     plan = LocalTarget(nodes=3).plan(DeploymentSpec(model=spec.model, replicas=4, cpu="250m"))
     # the Plan type GKETarget.plan returns too (issue 12.13): resources, costs, cost per hour

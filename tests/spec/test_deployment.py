@@ -51,6 +51,13 @@ def test_memory_quantities(value, size):
         ({"balancer": {"balancers": 2.0}}, "BalancerSpec.balancers", "from 1 to 16"),
         ({"balancer": {"hedge": "yes"}}, "BalancerSpec.hedge", "True or False"),
         ({"balancer": {"colour": "red"}}, "BalancerSpec.colour", "one of the fields"),
+        ({"balancer": {"data_plane": "nginx"}}, "BalancerSpec.data_plane", "one of ('haproxy', 'python')"),
+        ({"balancer": {"data_plane": None}}, "BalancerSpec.data_plane", "one of ('haproxy', 'python')"),
+        (
+            {"balancer": {"data_plane": "haproxy", "hedge": True}},
+            "BalancerSpec.hedge",
+            'hedging needs data_plane="python"',
+        ),
         ({"model": "digits"}, "DeploymentSpec.model", "a ModelSpec"),
     ],
 )
@@ -103,6 +110,18 @@ def test_round_trip_through_plain_dicts(model):
     again = DeploymentSpec.from_dict(data)
     assert again == spec
     assert again.model.batching == BatchingSpec()
+
+
+def test_data_plane_defaults_to_python_and_takes_each_allowed_name(model):
+    from mltoolkit.spec.deployment import DATA_PLANES
+
+    assert BalancerSpec().data_plane == "python"
+    assert DATA_PLANES == ("haproxy", "python")
+    for name in DATA_PLANES:
+        spec = DeploymentSpec(model=model, balancer={"data_plane": name})
+        assert spec.balancer.data_plane == name
+        assert DeploymentSpec.from_dict(spec.to_dict()).balancer.data_plane == name
+    assert BalancerSpec(data_plane="python", hedge=True).hedge  # hedging on the python data plane
 
 
 def test_from_dict_rejects_unknown_keys(model):

@@ -12,8 +12,11 @@ GOOD_CLUSTER = forms.ClusterFields(project="my-proj-1", allowed_cidrs="203.0.113
 
 
 def test_fields_become_the_specs_they_describe():
-    spec = forms.deployment_spec(MODEL, forms.DeploymentFields(replicas=3, cpu="250m", memory="1Gi", policy="round_robin"))
+    spec = forms.deployment_spec(
+        MODEL, forms.DeploymentFields(replicas=3, cpu="250m", memory="1Gi", policy="round_robin", data_plane="haproxy")
+    )
     assert (spec.replicas, spec.cpu, spec.memory, spec.balancer.policy) == (3, "250m", "1Gi", "round_robin")
+    assert spec.balancer.data_plane == "haproxy"
     assert spec.model is MODEL
 
     cluster = forms.cluster_spec(
@@ -52,6 +55,7 @@ DEPLOYMENT_CASES = [
     ({"cpu": "lots"}, "cpu"),
     ({"memory": "-1Gi"}, "memory"),
     ({"policy": "fastest"}, "policy"),
+    ({"data_plane": "nginx"}, "data_plane"),
 ]
 CLUSTER_CASES = [
     ({"cluster_name": "ML Cluster"}, "cluster_name"),

@@ -56,6 +56,7 @@ def test_plan_on_the_local_target_shows_the_processes_and_no_cost(panel, factory
     panel.fields["replicas"].value = 3
     panel.fields["cpu"].value = "250m"
     panel.fields["policy"].value = "round_robin"
+    panel.fields["data_plane"].value = "haproxy"
     panel.plan_button.click()
     assert panel.wait(TIMEOUT)
 
@@ -63,6 +64,7 @@ def test_plan_on_the_local_target_shows_the_processes_and_no_cost(panel, factory
     assert (target.request.kind, target.request.nodes) == ("local", 2)
     ((spec,), _), = target.called("plan")
     assert (spec.replicas, spec.cpu, spec.balancer.policy) == (3, "250m", "round_robin")
+    assert spec.balancer.data_plane == "haproxy"
     rows = records(panel.plan_view.value)
     assert [r["kind"] for r in rows] == ["replica", "replica", "replica", "balancer"]
     assert [r["cpu"] for r in rows[:3]] == ["250m"] * 3
