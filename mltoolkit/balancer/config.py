@@ -23,8 +23,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NAME_ALLOWED = "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 URL_ALLOWED = "an http:// or https:// URL with a host, such as http://127.0.0.1:8001"
 REPLICA_FORMAT = "NAME=URL[@NODE], such as digits-0=http://127.0.0.1:8001@node-0"
-# who forwards the requests: HAProxy with this package as its controller, or this package alone
+#: What forwards the requests (``BalancerSpec.data_plane``, ``--data-plane``): HAProxy with this
+#: package as its controller (the default: issue 10 measured it), or this package's asyncio proxy.
 DATA_PLANES = ("haproxy", "python")
+DEFAULT_DATA_PLANE = "haproxy"
 
 
 def _check_number(field: str, value: Any, low: float, high: float, whole: bool = False) -> None:
@@ -123,7 +125,7 @@ class BalancerConfig:
     hedge_min_s: float = 0.1
     admin_port: int | None = None
     discovered: bool = False
-    data_plane: str = "haproxy"
+    data_plane: str = DEFAULT_DATA_PLANE
     latency_sample: int = 1
 
     def __post_init__(self) -> None:
@@ -187,6 +189,8 @@ class BalancerConfig:
             "health_interval_s": spec.health_interval_s,
             "retries": spec.retries,
             "request_timeout_s": spec.request_timeout_s,
+            "hedge": spec.hedge,
+            "data_plane": spec.data_plane,
         }
         values.update(overrides)
         return cls(replicas=tuple(replicas), **values)

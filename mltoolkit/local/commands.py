@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from mltoolkit.balancer.haproxy_controller import INSTALL_HINT
 from mltoolkit.errors import SpecError
 from mltoolkit.local.ports import LOOPBACK
 from mltoolkit.serving.config import check_service_ms, check_slowdown
@@ -127,9 +128,6 @@ def check_runnable_locally(spec: DeploymentSpec) -> None:
     check_library_versions(spec.model.library_versions, f"model {spec.model.name!r}")
 
 
-HAPROXY_INSTALL = "apt-get install haproxy"
-
-
 def check_data_plane_installed(spec: DeploymentSpec, haproxy_path: str | None) -> None:
     """``data_plane="haproxy"`` runs the system's ``haproxy`` binary: without one on PATH
     (``haproxy_path``, what ``shutil.which("haproxy")`` found), say how to get it before anything
@@ -139,7 +137,7 @@ def check_data_plane_installed(spec: DeploymentSpec, haproxy_path: str | None) -
             "BalancerSpec.data_plane",
             spec.balancer.data_plane,
             f"a data plane installed on this machine: HAProxy is not (no haproxy on PATH); "
-            f'install it with `{HAPROXY_INSTALL}`, or use BalancerSpec(data_plane="python")',
+            f'install it with `{INSTALL_HINT}`, or use BalancerSpec(data_plane="python")',
         )
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from mltoolkit.balancer.config import DATA_PLANES, DEFAULT_DATA_PLANE
 from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
 from mltoolkit.spec.libraries import check_library_versions_field, library_versions
@@ -189,10 +190,6 @@ class ModelSpec:
 
 
 MAX_LOCAL_BALANCERS = 16
-#: What forwards the requests (``BalancerSpec.data_plane``, ``--data-plane`` of
-#: ``python -m mltoolkit.balancer``): HAProxy driven by our policy, or our own asyncio proxy.
-DATA_PLANES = ("haproxy", "python")
-DEFAULT_DATA_PLANE = "python"
 
 
 @dataclass(frozen=True)

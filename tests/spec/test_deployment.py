@@ -112,10 +112,10 @@ def test_round_trip_through_plain_dicts(model):
     assert again.model.batching == BatchingSpec()
 
 
-def test_data_plane_defaults_to_python_and_takes_each_allowed_name(model):
+def test_data_plane_defaults_to_haproxy_and_takes_each_allowed_name(model):
     from mltoolkit.spec.deployment import DATA_PLANES
 
-    assert BalancerSpec().data_plane == "python"
+    assert BalancerSpec().data_plane == "haproxy"  # issue 10: HAProxy forwards, our policy controls
     assert DATA_PLANES == ("haproxy", "python")
     for name in DATA_PLANES:
         spec = DeploymentSpec(model=model, balancer={"data_plane": name})
