@@ -52,6 +52,10 @@ logger = logging.getLogger("mltoolkit.balancer.haproxy")
 
 ADMIN_PATHS = ("/-/health", "/-/replicas", "/-/metrics")
 START_TIMEOUT_S = 30.0
+LOG_READ_INTERVAL_S = 0.05
+# what the log socket may hold between reads (the kernel caps it at twice net.core.rmem_max; a
+# datagram that does not fit is dropped by HAProxy: one sample fewer, no request affected)
+LOG_BUFFER_BYTES = 8 * 2**20
 _PR_SET_PDEATHSIG = 1
 
 
@@ -218,6 +222,7 @@ class HAProxyPlane:
         self._admin: asyncio.AbstractServer | None = None
         self._log_socket: socket.socket | None = None
         self._log_thread: threading.Thread | None = None
+        self._log_stop = threading.Event()
 
     async def start(self) -> str:
         listeners: list[socket.socket] = []
@@ -264,8 +269,9 @@ class HAProxyPlane:
             error_files[status] = path
         log_path = os.path.join(self.workdir, "log.sock")
         self._log_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._log_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOG_BUFFER_BYTES)
         self._log_socket.bind(log_path)
-        self._log_socket.settimeout(0.2)
+        self._log_socket.setblocking(False)
         self._log_thread = threading.Thread(target=self._read_log, name="haproxy-log", daemon=True)
         self._log_thread.start()
         self._admin = await asyncio.start_server(self._serve_admin, "127.0.0.1", 0)
@@ -290,15 +296,18 @@ class HAProxyPlane:
                 await asyncio.sleep(0.02)
 
     def _read_log(self) -> None:
+        """Every ``LOG_READ_INTERVAL_S``, read the datagrams waiting: one wake-up per batch, not
+        per request, so the reader takes little of the core HAProxy runs on."""
         sock = self._log_socket
-        while sock is not None and sock.fileno() >= 0:
-            try:
-                line = sock.recv(512)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.log.observe_line(line)
+        while sock is not None and not self._log_stop.wait(LOG_READ_INTERVAL_S):
+            while True:
+                try:
+                    line = sock.recv(512)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    return
+                self.log.observe_line(line)
 
     # -- admin routes ---------------------------------------------------------------------------------
 
@@ -374,12 +383,13 @@ class HAProxyPlane:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
-        if self._log_socket is not None:
-            self._log_socket.close()
-            self._log_socket = None
+        self._log_stop.set()
         if self._log_thread is not None:
             self._log_thread.join()
             self._log_thread = None
+        if self._log_socket is not None:
+            self._log_socket.close()
+            self._log_socket = None
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
