@@ -2,9 +2,10 @@
 terminating one fails anything.
 
 Setup, all on 127.0.0.1: the fake Kubernetes API of the tests (tests/balancer/fake_endpointslices.py)
-serving the EndpointSlices of Service ``digits``; the balancer's data plane in this process
-(``start_server``, default policy) following them (``EndpointSliceFollower`` over
-``EngineReplicaSet(balancer)``, as ``--discover-service`` does); real model-server processes
+serving the EndpointSlices of Service ``digits``; the balancer's data plane started from this
+process (``--data-plane``: haproxy, the default, HAProxy driven through ``HAProxyEngine``; or
+python, ``start_server``; default policy) following them (``EndpointSliceFollower`` over
+``EngineReplicaSet``, as ``--discover-service`` does); real model-server processes
 (``python -m mltoolkit.serving``, the digits model, ``--slowdown`` so requests stay in flight)
 behind it; CLIENTS closed-loop clients sending ``/predict`` all the time.
 
@@ -22,6 +23,7 @@ update; a terminating one receives no new request after its update and its in-fl
 finish (0 failed).
 
 Usage: .venv/bin/python benchmarks/discovery.py [--repetitions 5] [--clients 6] [--quick]
+       [--data-plane haproxy|python]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,8 +43,10 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import joblib  # noqa: E402
 
-from mltoolkit.balancer import Balancer, BalancerConfig, ReplicaTarget  # noqa: E402
+from mltoolkit.balancer import BalancerConfig, ReplicaTarget  # noqa: E402
 from mltoolkit.balancer import start_server as start_balancer  # noqa: E402
+from mltoolkit.balancer.config import DATA_PLANES, DEFAULT_DATA_PLANE  # noqa: E402
+from mltoolkit.balancer.haproxy_plane import HAProxyEngine, start_haproxy_plane  # noqa: E402
 from mltoolkit.balancer.discovery import (  # noqa: E402
     DiscoveryConfig,
     EndpointSliceFollower,
@@ -62,25 +67,55 @@ def slice_of(name: str, url: str, **conditions: bool) -> dict:
 
 
 class Timed:
-    """The data plane's membership calls, noting when decisions reached it."""
+    """The data plane's membership calls, noting when decisions reached it: a drain's time is
+    when the replica stopped getting new requests (python: before the engine's first await;
+    haproxy: once ``disable server`` returned)."""
 
-    def __init__(self, balancer: Balancer) -> None:
-        self.balancer = balancer
+    def __init__(self, engine: Any, in_flight: Callable[[str], int], stop_routing: Callable[[str], Any]) -> None:
+        self.engine = engine
+        self.in_flight = in_flight
+        self.stop_routing = stop_routing
         self.events: dict[str, float] = {}
         self.in_flight_at_drain: dict[str, int] = {}
 
     async def add_replica(self, target: ReplicaTarget) -> None:
-        await self.balancer.add_replica(target)
+        await self.engine.add_replica(target)
         self.events[f"add {target.name}"] = asyncio.get_running_loop().time()
 
     async def drain_replica(self, name: str) -> None:
-        state = next((s for s in self.balancer.states if s.name == name), None)
-        self.in_flight_at_drain[name] = state.in_flight if state else -1
+        self.in_flight_at_drain[name] = self.in_flight(name)
+        await self.stop_routing(name)
         self.events[f"drain {name}"] = asyncio.get_running_loop().time()
-        await self.balancer.drain_replica(name)  # out of the policy's choice before its first await
+        await self.engine.drain_replica(name)
 
 
-async def run(repetitions: int, clients: int, slowdown: float, model_path: str, workdir: Path) -> list[dict]:
+async def start_data_plane(data_plane: str, first: ReplicaTarget) -> tuple[str, Timed, Callable[[], Awaitable[None]]]:
+    """The balancer's URL, its membership calls (timed), and how to close it."""
+    config = BalancerConfig(replicas=(first,), data_plane=data_plane)
+    if data_plane == "haproxy":
+        plane = await start_haproxy_plane(config)
+
+        def in_flight(name: str) -> int:
+            return next((s.scur for s in plane.api.show_stat() if s.name == name), -1)
+
+        async def stop_routing(name: str) -> None:
+            await asyncio.to_thread(plane.api.disable_server, name)
+
+        return plane.url, Timed(HAProxyEngine(plane), in_flight, stop_routing), plane.close
+    server = await start_balancer(config)
+    balancer = server.balancer
+
+    def in_flight_python(name: str) -> int:
+        return next((s.in_flight for s in balancer.states if s.name == name), -1)
+
+    async def nothing(name: str) -> None:  # the engine stops routing before its first await
+        pass
+
+    return server.url, Timed(balancer, in_flight_python, nothing), server.close
+
+
+async def run(repetitions: int, clients: int, slowdown: float, model_path: str, workdir: Path,
+              data_plane: str) -> list[dict]:
     api = await FakeEndpointSliceAPI().start()
     token = workdir / "token"
     token.write_text(TOKEN)
@@ -92,15 +127,15 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
 
     current = await asyncio.to_thread(replica, "pod-0")
     api.put(slice_of("pod-0", current.url))
-    server = await start_balancer(BalancerConfig(replicas=(ReplicaTarget("pod-0", current.url, "node-1"),)))
-    timed = Timed(server.balancer)
+    first = ReplicaTarget("pod-0", current.url, "node-1")
+    balancer_url, timed, close_balancer = await start_data_plane(data_plane, first)
     follower = EndpointSliceFollower(
         KubeAPIConfig(url=api.url, namespace=NAMESPACE, token_path=token, ca_path=None),
         DiscoveryConfig(service=SERVICE),
-        EngineReplicaSet(timed, server.config.replicas),
+        EngineReplicaSet(timed, (first,)),
     )
     await follower.start()
-    url = f"{server.url}/predict"
+    url = f"{balancer_url}/predict"
     answers: list[tuple[float, int, str]] = []
     stop = asyncio.Event()
     rows = {"instances": [[0.0] * 64 for _ in range(20)]}
@@ -137,8 +172,7 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
                 await until(lambda: any(r == name for s, _, r in answers if s >= updated))
                 first = min(s for s, _, r in answers if r == name)
                 join_s, add_s = first - updated, timed.events[f"add {name}"] - updated
-                balancer = server.balancer
-                await until(lambda: any(s.name == old and s.in_flight > 0 for s in balancer.states))
+                await until(lambda: timed.in_flight(old) > 0)
                 count = len(answers)
                 updated = loop.time()
                 api.put(slice_of(old, current.url, ready=False, serving=True, terminating=True))
@@ -160,7 +194,7 @@ async def run(repetitions: int, clients: int, slowdown: float, model_path: str, 
             stop.set()
             await asyncio.gather(*tasks)
             await follower.stop()
-            await server.close()
+            await close_balancer()
             await api.stop()
             for server in started:
                 await asyncio.to_thread(server.stop)
@@ -180,13 +214,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--slowdown", type=float, default=30.0, help="replica slowdown: requests stay in flight")
     parser.add_argument("--quick", action="store_true", help="2 repetitions")
+    parser.add_argument("--data-plane", choices=DATA_PLANES, default=DEFAULT_DATA_PLANE)
     args = parser.parse_args()
     repetitions = 2 if args.quick else args.repetitions
     with tempfile.TemporaryDirectory() as workdir:
         model_path = str(Path(workdir) / "digits.joblib")
         joblib.dump(train_digits()[0], model_path)
-        results = asyncio.run(run(repetitions, args.clients, args.slowdown, model_path, Path(workdir)))
-    print(f"\n{repetitions} repetitions, {args.clients} clients; median [min .. max]")
+        results = asyncio.run(run(repetitions, args.clients, args.slowdown, model_path, Path(workdir),
+                                  args.data_plane))  # fmt: skip
+    print(f"\n{repetitions} repetitions, {args.clients} clients, {args.data_plane} data plane; median [min .. max]")
     print(f"ready -> first request routed to it   {spread([r['join_s'] for r in results])}")
     print(f"ready -> discovery's add               {spread([r['add_s'] for r in results])}")
     print(f"terminating -> drained (no new request){spread([r['drain_s'] for r in results])}")

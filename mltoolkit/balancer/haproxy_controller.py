@@ -210,9 +210,13 @@ class RuntimeAPI:
         self._checked(f"enable health {self.backend}/{name}")
         self._checked(f"enable server {self.backend}/{name}")
 
+    def disable_server(self, name: str) -> None:
+        """No new request goes to ``name`` (those in flight go on)."""
+        self._checked(f"disable server {self.backend}/{name}")
+
     def remove_server(self, name: str, drain_timeout_s: float = 30.0) -> None:
         """Stop sending to ``name``, wait for its requests in flight, delete it."""
-        self._checked(f"disable server {self.backend}/{name}")
+        self.disable_server(name)
         deadline = time.monotonic() + drain_timeout_s
         while any(s.name == name and s.scur > 0 for s in self.show_stat()):
             if time.monotonic() > deadline:

@@ -27,7 +27,7 @@ from mltoolkit.balancer.haproxy_plane import (
     traffic_rows,
 )
 
-from .fakes import needs_haproxy, parse_responses, raw_request, wait_until
+from .fakes import OneAnswerPerConnection, needs_haproxy, parse_responses, raw_request, wait_until
 from .test_cli import REPO
 
 A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
@@ -231,6 +231,20 @@ async def test_a_replica_killed_under_load_costs_no_request(replicas, plane, cli
     async with client.get(running.url + "/-/replicas") as response:
         replicas_doc = {r["name"]: r for r in (await response.json())["replicas"]}
     assert replicas_doc["b"]["served"] >= 10
+
+
+@needs_haproxy
+@pytest.mark.anyio
+async def test_a_kept_alive_connection_the_replica_dropped_is_retried(plane, client):
+    server = await OneAnswerPerConnection().start()
+    try:
+        running = await plane([server], retries=1)
+        for _ in range(6):  # each reuse of a kept-alive connection finds it closed by the replica
+            async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+                assert response.status == 200 and (await response.json()) == {"predictions": [3]}
+        assert server.dropped >= 1  # HAProxy did reuse connections, and retried on a fresh one
+    finally:
+        await server.stop()
 
 
 @needs_haproxy
