@@ -81,6 +81,11 @@ class Settings:
     replicas: int | None = None  # None: 4 static, 2 model
     balancer_cpu: int = 1
     load_cpu: int = 0
+    wrk_cpu: int | None = None  # None: wrk on load_cpu with the replicas
+
+    @property
+    def client_cpu(self) -> int:
+        return self.load_cpu if self.wrk_cpu is None else self.wrk_cpu
     only: tuple[str, ...] = ()
 
 
@@ -94,6 +99,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
                              "both (default): one after the other")
     parser.add_argument("--replicas", type=int,
                         help="replicas behind the balancer (default 4 static, 2 model)")
+    parser.add_argument("--wrk-with-balancer", action="store_true",
+                        help="run wrk on the balancer's core, so the replicas have core 0 to "
+                             "themselves (as on separate nodes)")
     parser.add_argument("--only", nargs="+", default=[],
                         help="balancers whose name contains any of these words (direct always runs)")
     args = parser.parse_args(argv)  # fmt: skip
@@ -105,6 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         upstream=args.upstream,
         replicas=args.replicas,
         only=tuple(args.only),
+        wrk_cpu=base.balancer_cpu if args.wrk_with_balancer else None,
     )
     for name, value, low, high in (("--repetitions", settings.repetitions, 1, 100),
                                    ("--duration", settings.duration_s, 1, 3600),
@@ -190,9 +199,9 @@ def measure(label: str, url: str, repetition: int, settings: Settings, body_file
             results: Results) -> None:
     if settings.warmup_s > 0:
         run_wrk(url, max(settings.connections), settings.warmup_s, body_file=body_file,
-                cpu=settings.load_cpu)  # fmt: skip
+                cpu=settings.client_cpu)  # fmt: skip
     for conns in settings.connections:
-        result = run_wrk(url, conns, settings.duration_s, body_file=body_file, cpu=settings.load_cpu)
+        result = run_wrk(url, conns, settings.duration_s, body_file=body_file, cpu=settings.client_cpu)
         results.add(Cell(label, 1, conns), repetition, result)
         log(f"  {label}, {conns} conns: {result.requests_per_s:.0f} req/s, "
             f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}")
@@ -207,7 +216,7 @@ def measure_fleet(urls: Sequence[str], repetition: int, settings: Settings, body
     with ThreadPoolExecutor(len(urls)) as pool:
         runs = list(pool.map(
             lambda pair: run_wrk(pair[0] + PREDICT_PATH, pair[1], settings.duration_s,
-                                 body_file=body_file, cpu=settings.load_cpu),
+                                 body_file=body_file, cpu=settings.client_cpu),
             [(url, n) for url, n in zip(urls, per) if n > 0],
         ))  # fmt: skip
     duration = max(r.duration_s for r in runs)
@@ -293,8 +302,10 @@ def report(results: Results, balancers: Sequence[Balancer], settings: Settings, 
     lines = [
         f"Balancer benchmark: {settings.repetitions} round(s) of {settings.duration_s} s per cell "
         f"after a {settings.warmup_s} s warm-up; in front of {upstream}",
-        f"balancer on core {settings.balancer_cpu}; wrk (1 thread) and the replicas on core "
-        f"{settings.load_cpu}; 1-row POST /predict",
+        (f"balancer on core {settings.balancer_cpu}; wrk (1 thread) and the replicas on core "
+         f"{settings.load_cpu}; 1-row POST /predict" if settings.wrk_cpu is None else
+         f"balancer and wrk (1 thread) on core {settings.client_cpu}; the replicas alone on core "
+         f"{settings.load_cpu}; 1-row POST /predict"),
         f"machine at start: {started}; at end: {finished}",
         "req/s, p50, p99 (wrk, closed loop): median [min-max] over rounds; 'added' latency and "
         "'x direct' are paired with calling one replica directly in the same round",
