@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 
 from mltoolkit.balancer.config import ReplicaTarget
 from mltoolkit.balancer.haproxy_config import BACKEND, FULL_WEIGHT, MAX_WEIGHT, address
+from mltoolkit.balancer.policies import EWMA_TIE_TOLERANCE, LATENCY_FLOOR_S
 from mltoolkit.errors import SpecError
 
 INSTALL_HINT = "apt-get install haproxy"
@@ -108,7 +109,8 @@ class ServerEstimate:
 @dataclass
 class WeightRule:
     """Weights proportional to each replica's speed (1 / its time per request): a replica N times
-    slower than the fastest gets ~``FULL_WEIGHT / N``, never below 1 (so it still gets a trickle
+    slower than the fastest gets ~``FULL_WEIGHT / N`` (within ``EWMA_TIE_TOLERANCE`` of the
+    fastest, or both under ``LATENCY_FLOOR_S``: ``FULL_WEIGHT``, as ties of the python ewma), never below 1 (so it still gets a trickle
     of requests to be measured by). Estimates are exponential moving averages with time constant
     ``smoothing_s``; a server keeps ``FULL_WEIGHT`` until ``min_requests`` completed on it or it
     held requests for ``min_busy_s`` request-seconds (a stuck one completes none)."""
@@ -150,7 +152,10 @@ class WeightRule:
             if not stat.up:
                 continue
             if stat.name in times and math.isfinite(fastest):
-                weight = round(FULL_WEIGHT * fastest / times[stat.name])
+                # as the python ewma: times below the floor, or within the tie tolerance of the
+                # fastest, are equal (noise between equal replicas must not split them unevenly)
+                speed = max(fastest, LATENCY_FLOOR_S) / max(times[stat.name], LATENCY_FLOOR_S)
+                weight = FULL_WEIGHT if speed >= 1 - EWMA_TIE_TOLERANCE else round(FULL_WEIGHT * speed)
                 weights[stat.name] = max(1, min(MAX_WEIGHT, weight))
             else:
                 weights[stat.name] = FULL_WEIGHT

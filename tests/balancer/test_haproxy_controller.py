@@ -84,6 +84,17 @@ def test_a_replica_n_times_slower_gets_about_one_nth_of_the_weight():
     assert weights["slow"] == pytest.approx(FULL_WEIGHT / 3, abs=4)
 
 
+def test_near_equal_replicas_keep_equal_weights():
+    # 15 % apart is within the python ewma's tie tolerance (25 %): noise between equal replicas
+    # must not split their traffic unevenly; 35 % apart is not; below 10 ms times are all equal
+    rule = WeightRule(smoothing_s=1.0, min_requests=5)
+    weights = rule.weights(feed(rule, {"a": 0.100, "b": 0.115, "c": 0.135}))
+    assert (weights["a"], weights["b"]) == (FULL_WEIGHT, FULL_WEIGHT)
+    assert weights["c"] == pytest.approx(FULL_WEIGHT / 1.35, abs=3)
+    rule = WeightRule(smoothing_s=1.0, min_requests=5)
+    assert set(rule.weights(feed(rule, {"a": 0.002, "b": 0.008})).values()) == {FULL_WEIGHT}
+
+
 def test_weights_need_enough_requests_and_skip_servers_that_are_down():
     rule = WeightRule(smoothing_s=1.0, min_requests=1000, min_busy_s=1000)
     stats = feed(rule, {"fast": 0.1, "slow": 0.3})
