@@ -13,6 +13,10 @@ with discovery, once the first list of endpoints is applied), one line goes to s
 SIGTERM stops accepting connections, lets requests in progress finish, and exits 0.
 At start the soft limit on open files is raised to the hard limit, and the event loop is uvloop's
 when it is installed.
+
+``--data-plane haproxy`` (the default) has an HAProxy child forward the requests
+(``mltoolkit.balancer.haproxy_plane``; without the ``haproxy`` program: exit 2 naming how to
+install it); ``--data-plane python`` forwards them in this process (``mltoolkit.balancer.server``).
 """
 
 from __future__ import annotations
