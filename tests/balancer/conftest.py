@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from mltoolkit.balancer import Balancer, BalancerConfig, BalancerServer, ReplicaTarget, start_server
+from mltoolkit.balancer.haproxy_plane import HAProxyPlane, start_haproxy_plane
 
 from .fakes import ClosingServer, FakeReplica
 
@@ -81,3 +82,20 @@ async def start_balancer() -> AsyncIterator[Callable[..., Awaitable[RunningBalan
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
         yield session
+
+
+@pytest.fixture
+async def plane() -> AsyncIterator[Callable[..., Awaitable[HAProxyPlane]]]:
+    """``await plane([replica, ...], policy=...)``: the haproxy data plane in front of them
+    (health checks every 0.1 s), closed after the test."""
+    started: list[HAProxyPlane] = []
+
+    async def start(targets: list[Any], **values: Any) -> HAProxyPlane:
+        values.setdefault("health_interval_s", 0.1)
+        replicas = tuple(ReplicaTarget(t.name, t.url) for t in targets)
+        started.append(await start_haproxy_plane(BalancerConfig(replicas=replicas, data_plane="haproxy", **values)))
+        return started[-1]
+
+    yield start
+    for running in started:
+        await running.close(grace_s=1.0)

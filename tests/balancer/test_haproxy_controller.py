@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -21,7 +20,7 @@ from mltoolkit.balancer.haproxy_controller import (
     parse_show_stat,
     weight_changes,
 )
-from mltoolkit.balancer.haproxy_plane import HAProxyPlane, start_haproxy_plane
+from mltoolkit.balancer.haproxy_plane import HAProxyPlane
 
 from .fakes import needs_haproxy, wait_until
 
@@ -124,22 +123,6 @@ def test_a_missing_haproxy_names_the_install_command(monkeypatch):
         HAProxyPlane(config)
 
 
-@pytest.fixture
-async def plane() -> AsyncIterator[Callable[..., Awaitable[HAProxyPlane]]]:
-    """``await plane([replica, ...], policy=...)``: HAProxy in front of them, closed after the test."""
-    started: list[HAProxyPlane] = []
-
-    async def start(targets: list[Any], **values: Any) -> HAProxyPlane:
-        values.setdefault("policy", "least_request")  # no controller unless a test starts one
-        replicas = tuple(ReplicaTarget(t.name, t.url) for t in targets)
-        started.append(await start_haproxy_plane(BalancerConfig(replicas=replicas, **values)))
-        return started[-1]
-
-    yield start
-    for running in started:
-        await running.close(grace_s=1.0)
-
-
 async def get_replica(session: aiohttp.ClientSession, url: str) -> str:
     async with session.post(url + "/predict", json={"instances": [[1, 2]]}) as response:
         assert response.status == 200
@@ -158,7 +141,7 @@ async def until_up(running: HAProxyPlane, count: int) -> None:
 @pytest.mark.anyio
 async def test_runtime_api_reads_and_sets_weights_and_membership(replicas, plane):
     a, b, c = await replicas("a"), await replicas("b"), await replicas("c")
-    running = await plane([a, b])
+    running = await plane([a, b], policy="least_request")  # no controller: weights set by hand
     api = running.api
     await until_up(running, 2)
     stats = {s.name: s for s in await asyncio.to_thread(api.show_stat)}
@@ -190,7 +173,7 @@ async def test_runtime_api_reads_and_sets_weights_and_membership(replicas, plane
 @pytest.mark.anyio
 async def test_health_checks_take_a_failing_replica_out(replicas, plane):
     a, b = await replicas("a"), await replicas("b")
-    running = await plane([a, b], health_interval_s=0.1)
+    running = await plane([a, b], policy="least_request")
     await until_up(running, 2)
     b.health_status = 503
     await until_up(running, 1)
@@ -234,7 +217,7 @@ async def test_a_replica_killed_under_load_fails_no_request(replicas, plane, pol
 @pytest.mark.anyio
 async def test_the_controller_shifts_traffic_away_from_a_slow_replica(replicas, plane):
     fast, slow = await replicas("fast", delay_s=0.01), await replicas("slow", delay_s=0.08)
-    running = await plane([fast, slow])
+    running = await plane([fast, slow], policy="least_request")  # the test runs its controller
     await until_up(running, 2)
     controller = Controller(running.api, WeightRule(smoothing_s=0.5, min_requests=5), interval_s=0.1)
     stop = asyncio.Event()

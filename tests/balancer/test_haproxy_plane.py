@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator
 
 import psutil
 import pytest
@@ -20,10 +20,8 @@ from mltoolkit.balancer.discovery import EngineReplicaSet
 from mltoolkit.balancer.haproxy_controller import ServerStat
 from mltoolkit.balancer.haproxy_plane import (
     HAProxyEngine,
-    HAProxyPlane,
     LatencyLog,
     replicas_document,
-    start_haproxy_plane,
     traffic_rows,
 )
 
@@ -139,21 +137,6 @@ def test_the_replicas_document_has_the_python_data_planes_keys():
 
 
 # -- HAProxy forwarding, this package controlling --------------------------------------------------
-
-
-@pytest.fixture
-async def plane() -> AsyncIterator[Callable[..., Awaitable[HAProxyPlane]]]:
-    started: list[HAProxyPlane] = []
-
-    async def start(targets: list[Any], **values: Any) -> HAProxyPlane:
-        values.setdefault("health_interval_s", 0.1)
-        replicas = tuple(ReplicaTarget(t.name, t.url) for t in targets)
-        started.append(await start_haproxy_plane(config(replicas=replicas, **values)))
-        return started[-1]
-
-    yield start
-    for running in started:
-        await running.close(grace_s=1.0)
 
 
 @needs_haproxy
