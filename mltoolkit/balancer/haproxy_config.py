@@ -32,8 +32,10 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget
+from mltoolkit.balancer.messages import REASONS
 from mltoolkit.errors import SpecError
 
+FRONTEND = "balancer"
 BACKEND = "replicas"
 ADMIN_BACKEND = "admin"
 READY_PATH = "/v2/health/ready"
@@ -63,11 +65,6 @@ ERRORS = {
     503: "no replica is available",
     504: "no answer from the replica within the request timeout (--timeout)",
 }
-_REASONS = {
-    400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed", 408: "Request Timeout",
-    413: "Content Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ def error_response(status: int, message: str | None = None) -> bytes:
     """A whole HTTP response with ``{"error": message}``: what an ``errorfile`` holds."""
     body = json.dumps({"error": message or ERRORS[status]}).encode()
     head = (
-        f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {REASONS[status].decode()}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
@@ -159,7 +156,7 @@ defaults
     timeout check {_seconds(config.health_timeout_s)}
 {errors}
 
-frontend balancer
+frontend {FRONTEND}
 {binds}
     maxconn {config.max_client_connections}
     option forwardfor

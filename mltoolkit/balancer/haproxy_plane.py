@@ -46,11 +46,12 @@ from mltoolkit.balancer.haproxy_controller import (
     haproxy_binary,
     parse_show_stat,
 )
-from mltoolkit.balancer.metrics import BUCKETS_S, ReplicaTraffic, metrics_document, prometheus_text
+from mltoolkit.balancer.metrics import ReplicaTraffic, metrics_document, prometheus_text
+from mltoolkit.balancer.messages import REASONS
+from mltoolkit.balancer.server import ADMIN_PATHS
 
 logger = logging.getLogger("mltoolkit.balancer.haproxy")
 
-ADMIN_PATHS = ("/-/health", "/-/replicas", "/-/metrics")
 START_TIMEOUT_S = 30.0
 LOG_READ_INTERVAL_S = 0.05
 # what the log socket may hold between reads (the kernel caps it at twice net.core.rmem_max; a
@@ -315,7 +316,7 @@ class HAProxyPlane:
         """The replicas' servers and the client side (``FRONTEND`` row) from one ``show stat``."""
         text = self.api.command("show stat")
         frontend = next((row for row in csv.DictReader(io.StringIO(text[2:]))
-                         if row.get("pxname") == "balancer" and row.get("svname") == "FRONTEND"), {})  # fmt: skip
+                         if row.get("pxname") == haproxy_config.FRONTEND and row.get("svname") == "FRONTEND"), {})  # fmt: skip
         clients = {"open": int(frontend.get("scur") or 0), "cap": self.config.max_client_connections,
                    "total": int(frontend.get("stot") or 0)}  # fmt: skip
         return parse_show_stat(text), clients
@@ -350,7 +351,7 @@ class HAProxyPlane:
                 status, content_type, body = await asyncio.to_thread(self.answer, method, target)
             except (OSError, HAProxyError) as exc:
                 status, content_type, body = _json(503, {"error": f"haproxy's runtime API: {exc}"})
-            writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: {content_type}\r\n"
+            writer.write(f"HTTP/1.1 {status} {REASONS[status].decode()}\r\nContent-Type: {content_type}\r\n"
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)  # fmt: skip
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError,
@@ -392,9 +393,6 @@ class HAProxyPlane:
             self._log_socket = None
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
 def _json(status: int, document: object) -> tuple[int, str, bytes]:
