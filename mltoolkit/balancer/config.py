@@ -29,6 +29,15 @@ DATA_PLANES = ("haproxy", "python")
 DEFAULT_DATA_PLANE = "haproxy"
 
 
+def check_data_plane(owner: str, data_plane: Any, hedge: bool) -> None:
+    """``data_plane`` is one of ``DATA_PLANES``, and hedging asks for the python one (the rule of
+    ``BalancerSpec`` and ``BalancerConfig`` alike; ``owner`` names the class in the error)."""
+    if data_plane not in DATA_PLANES:
+        raise SpecError(f"{owner}.data_plane", data_plane, f"one of {DATA_PLANES}")
+    if hedge and data_plane != "python":
+        raise SpecError(f"{owner}.hedge", hedge, f'False with data_plane "{data_plane}": hedging needs data_plane="python"')
+
+
 def _check_number(field: str, value: Any, low: float, high: float, whole: bool = False) -> None:
     kinds: tuple[type, ...] = (int,) if whole else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
@@ -169,11 +178,8 @@ class BalancerConfig:
         if not isinstance(self.hedge, bool):
             raise SpecError("BalancerConfig.hedge", self.hedge, "True or False")
         _check_number("BalancerConfig.hedge_min_s", self.hedge_min_s, 0.001, 3600)
-        if self.data_plane not in DATA_PLANES:
-            raise SpecError("BalancerConfig.data_plane", self.data_plane, f"one of {list(DATA_PLANES)}")
+        check_data_plane("BalancerConfig", self.data_plane, self.hedge)
         _check_number("BalancerConfig.latency_sample", self.latency_sample, 1, 10_000, whole=True)
-        if self.hedge and self.data_plane != "python":
-            raise SpecError("BalancerConfig.hedge", self.hedge, 'False with data_plane "haproxy" (hedging needs the python data plane)')
         if self.admin_port is not None:
             _check_number("BalancerConfig.admin_port", self.admin_port, 1, 65535, whole=True)
             if self.admin_port == self.port:

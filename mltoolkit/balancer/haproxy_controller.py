@@ -66,11 +66,20 @@ def _int(row: Mapping[str, str], key: str) -> int:
     return int(value) if value.strip() else 0
 
 
-def parse_show_stat(text: str, backend: str = BACKEND) -> list[ServerStat]:
-    """The servers of ``backend`` from ``show stat``'s CSV (header line ``# pxname,svname,...``)."""
+def show_stat_rows(text: str) -> list[dict[str, str]]:
+    """``show stat``'s CSV (header line ``# pxname,svname,...``) as one dict per row."""
     if not text.startswith("# "):
         raise HAProxyError(f"show stat answered {text[:200]!r}, not its CSV")
-    rows = csv.DictReader(io.StringIO(text[2:]))
+    return list(csv.DictReader(io.StringIO(text[2:])))
+
+
+def parse_show_stat(text: str, backend: str = BACKEND) -> list[ServerStat]:
+    """The servers of ``backend`` from ``show stat``'s CSV."""
+    return servers_of(show_stat_rows(text), backend)
+
+
+def servers_of(rows: Sequence[Mapping[str, str]], backend: str = BACKEND) -> list[ServerStat]:
+    """The servers of ``backend`` among ``show stat``'s rows."""
     return [
         ServerStat(
             name=row["svname"], status=row.get("status", ""), weight=_int(row, "weight"),

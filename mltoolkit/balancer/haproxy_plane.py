@@ -19,9 +19,7 @@ connections, requests in flight finish, up to the request timeout).
 from __future__ import annotations
 
 import asyncio
-import csv
 import ctypes
-import io
 import logging
 import os
 import shutil
@@ -44,7 +42,8 @@ from mltoolkit.balancer.haproxy_controller import (
     ServerStat,
     WeightRule,
     haproxy_binary,
-    parse_show_stat,
+    servers_of,
+    show_stat_rows,
 )
 from mltoolkit.balancer.metrics import ReplicaTraffic, metrics_document, prometheus_text
 from mltoolkit.balancer.messages import REASONS
@@ -314,12 +313,12 @@ class HAProxyPlane:
 
     def stats(self) -> tuple[list[ServerStat], dict[str, Any]]:
         """The replicas' servers and the client side (``FRONTEND`` row) from one ``show stat``."""
-        text = self.api.command("show stat")
-        frontend = next((row for row in csv.DictReader(io.StringIO(text[2:]))
+        rows = show_stat_rows(self.api.command("show stat"))
+        frontend = next((row for row in rows
                          if row.get("pxname") == haproxy_config.FRONTEND and row.get("svname") == "FRONTEND"), {})  # fmt: skip
         clients = {"open": int(frontend.get("scur") or 0), "cap": self.config.max_client_connections,
                    "total": int(frontend.get("stot") or 0)}  # fmt: skip
-        return parse_show_stat(text), clients
+        return servers_of(rows), clients
 
     def answer(self, method: str, target: str) -> tuple[int, str, bytes]:
         """Status, content type and body for an admin request."""

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from mltoolkit.balancer.config import DATA_PLANES, DEFAULT_DATA_PLANE
+from mltoolkit.balancer.config import DATA_PLANES, DEFAULT_DATA_PLANE, check_data_plane  # noqa: F401 (DATA_PLANES: re-exported)
 from mltoolkit.balancer.policies import DEFAULT_POLICY
 from mltoolkit.errors import SpecError
 from mltoolkit.spec.libraries import check_library_versions_field, library_versions
@@ -238,14 +238,7 @@ class BalancerSpec:
         _check_int("BalancerSpec.balancers", self.balancers, 1, MAX_LOCAL_BALANCERS)
         if not isinstance(self.hedge, bool):
             raise SpecError("BalancerSpec.hedge", self.hedge, "True or False")
-        if self.data_plane not in DATA_PLANES:
-            raise SpecError("BalancerSpec.data_plane", self.data_plane, f"one of {DATA_PLANES}")
-        if self.hedge and self.data_plane != "python":
-            raise SpecError(
-                "BalancerSpec.hedge",
-                self.hedge,
-                f'False with data_plane={self.data_plane!r}: hedging needs data_plane="python"',
-            )
+        check_data_plane("BalancerSpec", self.data_plane, self.hedge)
 
 
 @dataclass(frozen=True)

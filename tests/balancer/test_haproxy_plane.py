@@ -80,7 +80,7 @@ def test_a_replica_the_haproxy_data_plane_cannot_reach_is_refused():
 
 
 def test_hedging_needs_the_python_data_plane():
-    with pytest.raises(Exception, match="BalancerConfig.hedge.*hedging needs the python data plane"):
+    with pytest.raises(Exception, match="BalancerConfig.hedge.*hedging needs data_plane=.python."):
         config(hedge=True)
 
 
