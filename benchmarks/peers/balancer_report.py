@@ -75,11 +75,17 @@ def static_goals(results: Results, ours: Balancer, nginx: Balancer, connections:
     return lines
 
 
-def fleet_goal(results: Results, ours: Balancer, connections: Sequence[int]) -> str:
+def fleet_goal(results: Results, ours: Balancer, connections: Sequence[int],
+               peers: Sequence[Balancer] = ()) -> str:
     """The goal line with model-server replicas: the fleet through our balancer against the
-    same replicas called directly, all at once (paired by round)."""
+    same replicas called directly, all at once (paired by round); the ``peers`` measured in the
+    same rounds follow in brackets, for scale."""
     many = max(connections)
-    ratio = results.ratio(Cell(ours.label, 1, many), Cell(DIRECT_FLEET.label, 1, many))
+    fleet = Cell(DIRECT_FLEET.label, 1, many)
+    ratio = results.ratio(Cell(ours.label, 1, many), fleet)
     met = None if ratio.count == 0 else ratio.median >= FLEET_SHARE
-    return (f"goal: model replicas through {ours.label} at {many} conns >= {FLEET_SHARE:.0%} of "
+    line = (f"goal: model replicas through {ours.label} at {many} conns >= {FLEET_SHARE:.0%} of "
             f"the same replicas served directly: {ratio.format(2)}x -> {_verdict(met)}")  # fmt: skip
+    theirs = [(peer.label, results.ratio(Cell(peer.label, 1, many), fleet)) for peer in peers]
+    measured = [f"{label} {spread.median:.2f}x" for label, spread in theirs if spread.count]
+    return line + (f" (same rounds: {', '.join(measured)})" if measured else "")

@@ -44,6 +44,7 @@ DIRECT_FLEET = Balancer("direct", "fleet")
 # the default policy on the default data plane: the goals are measured on it
 OURS = Balancer("mltoolkit", "ewma", "haproxy")
 NGINX_LEAST = Balancer("nginx", "least_conn")
+HAPROXY_LEAST = Balancer("haproxy", "leastconn")
 BALANCERS: tuple[Balancer, ...] = (
     DIRECT,
     OURS,
@@ -52,9 +53,9 @@ BALANCERS: tuple[Balancer, ...] = (
     Balancer("mltoolkit", "round_robin", "python"),
     Balancer("mltoolkit", "least_request", "python"),
     Balancer("nginx", "round_robin"),
-    Balancer("nginx", "least_conn"),
+    NGINX_LEAST,
     Balancer("haproxy", "roundrobin"),
-    Balancer("haproxy", "leastconn"),
+    HAPROXY_LEAST,
 )
 
 

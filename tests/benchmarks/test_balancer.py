@@ -16,6 +16,12 @@ def test_defaults_measure_added_latency_at_one_connection_and_throughput_at_64()
     assert balancer.phase_settings(settings, "model").replicas == 2
     assert balancer.phase_settings(balancer.parse_args(["--replicas", "3"]), "model").replicas == 3
     assert balancer.parse_args(["--quick"]).duration_s == 2
+    # wrk beside the trivial upstream, but beside the balancer in front of model servers (which
+    # then have core 0 to themselves); --wrk-on sets both phases
+    assert balancer.phase_settings(settings, "static").client_cpu == 0
+    assert balancer.phase_settings(settings, "model").client_cpu == 1
+    on_replicas = balancer.parse_args(["--wrk-on", "replicas"])
+    assert balancer.phase_settings(on_replicas, "model").client_cpu == 0
 
 
 @pytest.mark.parametrize("argv, message", [

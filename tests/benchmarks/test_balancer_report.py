@@ -27,7 +27,7 @@ def test_cells_are_every_system_at_every_connection_count():
 
 def test_goal_lines_say_met_or_not_met_from_paired_rounds(make_result):
     from peers.balancer_report import fleet_goal, static_goals
-    from peers.proxies import DIRECT_FLEET, NGINX_LEAST, OURS
+    from peers.proxies import DIRECT_FLEET, HAPROXY_LEAST, NGINX_LEAST, OURS
 
     results = Results()
     for round_ in range(2):
@@ -47,4 +47,8 @@ def test_goal_lines_say_met_or_not_met_from_paired_rounds(make_result):
     model.add(Cell(DIRECT_FLEET.label, 1, 64), 0, make_result(rps=5000))
     model.add(Cell(OURS.label, 1, 64), 0, make_result(rps=4400))
     assert fleet_goal(model, OURS, (1, 64)).endswith("0.88x -> NOT met")
+    model.add(Cell(HAPROXY_LEAST.label, 1, 64), 0, make_result(rps=4750))
+    # the peers measured in the same rounds follow for scale; one not measured is left out
+    assert fleet_goal(model, OURS, (1, 64), peers=(NGINX_LEAST, HAPROXY_LEAST)).endswith(
+        "0.88x -> NOT met (same rounds: haproxy leastconn 0.95x)")
     assert fleet_goal(Results(), OURS, (1, 64)).endswith("-> no data")
