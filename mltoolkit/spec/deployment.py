@@ -216,7 +216,9 @@ class BalancerSpec:
     ``data_plane``: what forwards the requests (one of ``DATA_PLANES``). ``"haproxy"``: HAProxy
     (a system binary: ``apt-get install haproxy``; the GKE image carries it) forwards them and a
     Python controller sets its weights and membership from the policy; ``"python"``: the
-    toolkit's own asyncio proxy, which decides per request.
+    toolkit's own asyncio proxy, which decides per request. With 4 or more balancers over one
+    fleet prefer ``"python"``: HAProxy's ``leastconn`` takes idle replicas in turn whatever their
+    weights, and each of K balancers sees most replicas idle (``benchmarks/fwlc_sim.py``).
     """
 
     policy: str = DEFAULT_POLICY
