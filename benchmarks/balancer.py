@@ -9,7 +9,8 @@ nginx and HAProxy (round robin and least connections), and against calling a rep
 
 Each balancer runs as one process with one thread, pinned to core 1. With the static upstream
 wrk shares core 0 with it; with model servers wrk runs on core 1 beside the balancer, so the
-replicas have core 0 to themselves, direct or not (``--wrk-on`` sets one core for both). By default the replicas are a trivial fast upstream (one nginx process answering a fixed
+replicas have core 0 to themselves, direct or not (``--wrk-on`` sets one core for both). By
+default the replicas are a trivial fast upstream (one nginx process answering a fixed
 prediction on 4 ports), so what a balancer adds is its own cost; ``--upstream model`` puts real
 model servers (mltoolkit.serving, batching on) behind it instead; ``--upstream both`` (the
 default) runs the static phase, then the model phase, in one run. With model servers,
@@ -96,10 +97,9 @@ class Settings:
 # balancer has core 1 to itself and what it adds is its own cost. Model: beside the balancer, so
 # the model servers have core 0 to themselves both direct and through a balancer, as on nodes of
 # their own. With wrk on the replicas' core, the direct fleet's requests arrive on the core that
-# serves them, batched by wrk's own loop, while any balancer's arrive from the other core:
-# measured, a rescheduling interrupt on core 0 for every third request, 16 requests per predict
-# call instead of 19, and the fleet through plain HAProxy or nginx at 0.82-0.87x, a cost of the
-# placement and not of the balancer (benchmarks/README.md).
+# serves them, in the bursts of wrk's own loop, while any balancer's arrive from the other core:
+# the batching servers merge fewer requests per call, and the fleet through plain nginx or HAProxy
+# drops to 0.74-0.87x, a cost of the placement, not of a balancer (benchmarks/README.md).
 WRK_ON = {"static": "replicas", "model": "balancer"}
 
 
