@@ -39,15 +39,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mltoolkit.balancer.haproxy_config import FULL_WEIGHT  # noqa: E402
-from mltoolkit.balancer.haproxy_controller import ServerStat, WeightRule  # noqa: E402
-from mltoolkit.balancer.policies import (  # noqa: E402
-    EWMA_TIE_TOLERANCE,
-    LATENCY_FLOOR_S,
-    Policy,
-    ReplicaState,
-    candidates,
-    latency_estimates,
-)
+from mltoolkit.balancer.haproxy_controller import ServerStat, WeightRule, speed_weight  # noqa: E402
+from mltoolkit.balancer.policies import Policy, ReplicaState, candidates, latency_estimates  # noqa: E402
 from mltoolkit.sim.balancers import simulate_balancers  # noqa: E402
 from mltoolkit.sim.costs import CostDistribution  # noqa: E402
 from mltoolkit.sim.fleet_spec import uneven_fleet  # noqa: E402
@@ -64,14 +57,10 @@ def fwlc_key(in_flight: int, weight: int) -> int:
 
 
 def answer_weights(replicas: Sequence[ReplicaState], now: float) -> dict[str, int]:
-    """Weights from ``ewma``'s latency estimates, with its floor and tie tolerance."""
+    """Weights from ``ewma``'s latency estimates, by the controller's rule (``speed_weight``)."""
     latency = latency_estimates(replicas, now)
-    fastest = max(min(latency.values()), LATENCY_FLOOR_S)
-    weights = {}
-    for r in replicas:
-        speed = fastest / max(latency[r.name], LATENCY_FLOOR_S)
-        weights[r.name] = FULL_WEIGHT if speed >= 1 - EWMA_TIE_TOLERANCE else max(1, round(FULL_WEIGHT * speed))
-    return weights
+    fastest = min(latency.values())
+    return {r.name: speed_weight(latency[r.name], fastest) for r in replicas}
 
 
 class FwlcModel:

@@ -32,13 +32,13 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from mltoolkit.balancer.config import BalancerConfig, ReplicaTarget
+from mltoolkit.balancer.health import READY_PATH
 from mltoolkit.balancer.messages import REASONS
 from mltoolkit.errors import SpecError
 
 FRONTEND = "balancer"
 BACKEND = "replicas"
 ADMIN_BACKEND = "admin"
-READY_PATH = "/v2/health/ready"
 FULL_WEIGHT = 100  # a replica of relative weight 1; HAProxy allows 0 to 256
 MAX_WEIGHT = 256
 ALGORITHMS = {

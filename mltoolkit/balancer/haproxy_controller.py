@@ -118,9 +118,9 @@ class ServerEstimate:
 @dataclass
 class WeightRule:
     """Weights proportional to each replica's speed (1 / its time per request): a replica N times
-    slower than the fastest gets ~``FULL_WEIGHT / N`` (within ``EWMA_TIE_TOLERANCE`` of the
-    fastest, or both under ``LATENCY_FLOOR_S``: ``FULL_WEIGHT``, as ties of the python ewma), never below 1 (so it still gets a trickle
-    of requests to be measured by). Estimates are exponential moving averages with time constant
+    slower than the fastest gets ~``FULL_WEIGHT / N`` (``speed_weight``: near-ties get
+    ``FULL_WEIGHT``), never below 1 (so it still gets a trickle of requests to be measured by).
+    Estimates are exponential moving averages with time constant
     ``smoothing_s``; a server keeps ``FULL_WEIGHT`` until ``min_requests`` completed on it or it
     held requests for ``min_busy_s`` request-seconds (a stuck one completes none)."""
 
@@ -161,14 +161,19 @@ class WeightRule:
             if not stat.up:
                 continue
             if stat.name in times and math.isfinite(fastest):
-                # as the python ewma: times below the floor, or within the tie tolerance of the
-                # fastest, are equal (noise between equal replicas must not split them unevenly)
-                speed = max(fastest, LATENCY_FLOOR_S) / max(times[stat.name], LATENCY_FLOOR_S)
-                weight = FULL_WEIGHT if speed >= 1 - EWMA_TIE_TOLERANCE else round(FULL_WEIGHT * speed)
-                weights[stat.name] = max(1, min(MAX_WEIGHT, weight))
+                weights[stat.name] = speed_weight(times[stat.name], fastest)
             else:
                 weights[stat.name] = FULL_WEIGHT
         return weights
+
+
+def speed_weight(seconds: float, fastest_s: float) -> int:
+    """The weight of a replica taking ``seconds`` per request when the fastest takes ``fastest_s``.
+    As in the python ewma, times below ``LATENCY_FLOOR_S``, or within ``EWMA_TIE_TOLERANCE`` of
+    the fastest, are equal (noise between equal replicas must not split them unevenly)."""
+    speed = max(fastest_s, LATENCY_FLOOR_S) / max(seconds, LATENCY_FLOOR_S)
+    weight = FULL_WEIGHT if speed >= 1 - EWMA_TIE_TOLERANCE else round(FULL_WEIGHT * speed)
+    return max(1, min(MAX_WEIGHT, weight))
 
 
 def weight_changes(stats: Sequence[ServerStat], wanted: Mapping[str, int], tolerance: float = 0.1) -> dict[str, int]:

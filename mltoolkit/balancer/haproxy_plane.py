@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -204,12 +204,11 @@ class HAProxyPlane:
     """HAProxy as a child process with its parts (sockets, admin server, log reader, controller).
 
     ``await start()`` returns the URL served; ``await close()`` stops HAProxy softly and removes
-    the working directory. ``exited`` is set when HAProxy ends on its own.
+    the working directory. ``running`` is False once HAProxy has ended (on its own or closed).
     """
 
     def __init__(self, config: BalancerConfig) -> None:
         self.config = config
-        self.latency_sample = config.latency_sample
         self.binary = haproxy_binary()  # HAProxyError naming the install command when missing
         self.targets: dict[str, ReplicaTarget] = {t.name: t for t in config.replicas}
         self.draining: set[str] = set()
@@ -335,7 +334,7 @@ class HAProxyPlane:
         if path == "/-/replicas":
             return _json(200, replicas_document(self.config, stats, self.targets, self.draining, clients))
         nodes = {name: t.node for name, t in self.targets.items()}
-        traffic = traffic_rows(stats, self.log, nodes, self.latency_sample)
+        traffic = traffic_rows(stats, self.log, nodes, self.config.latency_sample)
         if "format=json" in query.split("&"):
             return _json(200, metrics_document(traffic))
         text = prometheus_text(traffic, {s.name: s.scur for s in stats})
@@ -398,12 +397,8 @@ def _json(status: int, document: object) -> tuple[int, str, bytes]:
     return status, "application/json", orjson.dumps(document)
 
 
-async def start_haproxy_plane(
-    config: BalancerConfig, on_listening: Callable[[str], None] | None = None
-) -> HAProxyPlane:
-    """The haproxy data plane, running; ``await plane.close()`` stops it."""
+async def start_haproxy_plane(config: BalancerConfig) -> HAProxyPlane:
+    """The haproxy data plane, running (``plane.url``); ``await plane.close()`` stops it."""
     plane = HAProxyPlane(config)
-    url = await plane.start()
-    if on_listening is not None:
-        on_listening(url)
+    await plane.start()
     return plane
