@@ -15,8 +15,10 @@ prediction on 4 ports), so what a balancer adds is its own cost; ``--upstream mo
 model servers (mltoolkit.serving, batching on) behind it instead; ``--upstream both`` (the
 default) runs the static phase, then the model phase, in one run. With model servers,
 ``direct fleet`` is one wrk per replica at once (the connections split between them): what the
-replicas serve together without a balancer. Every request is the 1-row
-``POST /predict`` body. Per round, each system in turn (alternating order): start it, check that
+replicas serve together without a balancer. It runs before every system and after the last of
+each round, and the fleet goal sets each system against the fleet runs just before and after it
+(the machine drifts within a round); its table row shows each round's median run. Every request
+is the 1-row ``POST /predict`` body. Per round, each system in turn (alternating order): start it, check that
 answers through it are the replicas' answers, warm up, then wrk with 1 connection (added latency,
 against ``direct`` in the same round) and 64 connections (maximum throughput), then stop it.
 Medians over rounds with [min-max]; raw runs go to benchmarks/results/balancer-*-runs.csv.
@@ -44,7 +46,13 @@ sys.path.insert(0, str(HERE))
 
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
-from peers.balancer_report import balancer_cells, balancer_table, fleet_goal, static_goals  # noqa: E402
+from peers.balancer_report import (  # noqa: E402
+    FleetTimeline,
+    balancer_cells,
+    balancer_table,
+    fleet_goal,
+    static_goals,
+)
 from peers.output import log, machine_line, one_line, save_results  # noqa: E402
 from peers.processes import (  # noqa: E402
     ServerFailed,
@@ -223,10 +231,9 @@ def measure(label: str, url: str, repetition: int, settings: Settings, body_file
             f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}")
 
 
-def measure_fleet(urls: Sequence[str], repetition: int, settings: Settings, body_file: Path,
-                  results: Results) -> None:
+def measure_fleet(urls: Sequence[str], settings: Settings, body_file: Path) -> WrkResult:
     """Every replica called directly at once, one wrk each, the connections split between them;
-    the row adds their req/s, and takes the worst p50/p99 of them."""
+    the run adds their req/s, and takes the worst p50/p99 of them."""
     conns = max(settings.connections)
     per = [conns // len(urls) + (1 if i < conns % len(urls) else 0) for i in range(len(urls))]
     with ThreadPoolExecutor(len(urls)) as pool:
@@ -243,21 +250,19 @@ def measure_fleet(urls: Sequence[str], repetition: int, settings: Settings, body
         max_ms=max(r.max_ms for r in runs), status_errors=sum(r.status_errors for r in runs),
         socket_errors=sum(r.socket_errors for r in runs),
     )  # fmt: skip
-    results.add(Cell(DIRECT_FLEET.label, 1, conns), repetition, result)
     log(f"  {DIRECT_FLEET.label}, {conns} conns over {len(runs)} replicas: "
         f"{result.requests_per_s:.0f} req/s, errors {result.errors}")
+    return result
 
 
 def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], settings: Settings,
                rundir: Path, body_file: Path, results: Results) -> None:
-    """Start ``balancer`` (not for ``direct``), check it, measure it, stop it (always)."""
+    """Start ``balancer`` (not for ``direct``), check it, measure it, stop it (always). The
+    direct fleet is not a system here: ``run_phase`` runs it between the systems."""
     direct_url = next(iter(replicas.values()))
     log(f"round {repetition + 1}: {balancer.label}")
     if balancer == DIRECT:
         measure(balancer.label, direct_url + PREDICT_PATH, repetition, settings, body_file, results)
-        return
-    if balancer == DIRECT_FLEET:
-        measure_fleet(list(replicas.values()), repetition, settings, body_file, results)
         return
     port = free_port()
     command = pinned(balancer_command(balancer, port, replicas, rundir), settings.balancer_cpu)
@@ -270,6 +275,37 @@ def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], se
         measure(balancer.label, url + PREDICT_PATH, repetition, settings, body_file, results)
         if process.process is not None and process.process.poll() is not None:
             raise ServerFailed(f"{balancer.label} exited during the measurements:\n{process.log_tail()}")
+
+
+def run_round(order: Sequence[Balancer], repetition: int, replicas: dict[str, str],
+              settings: Settings, rundir: Path, body_file: Path, results: Results,
+              timeline: FleetTimeline | None) -> None:
+    """Every system in ``order``; with a ``timeline``, the direct fleet before each and after the
+    last, and the round's median fleet run into ``results`` for the table."""
+    many = max(settings.connections)
+
+    def fleet() -> None:
+        log(f"round {repetition + 1}: {DIRECT_FLEET.label}")
+        try:
+            timeline.add(DIRECT_FLEET.label, repetition, measure_fleet(list(replicas.values()), settings, body_file))
+        except (WrkError, subprocess.SubprocessError) as exc:
+            log(f"{DIRECT_FLEET.label} failed: {exc}")
+            results.note(DIRECT_FLEET.label, f"round {repetition + 1}: {one_line(exc)}")
+
+    for balancer in order:
+        if timeline is not None:
+            fleet()
+        try:
+            run_system(balancer, repetition, replicas, settings, rundir, body_file, results)
+        except (ServerFailed, WrkError, subprocess.SubprocessError) as exc:
+            log(f"{balancer.label} failed: {exc}")
+            results.note(balancer.label, f"round {repetition + 1}: {one_line(exc)}")
+        if timeline is not None and (run := results.runs.get(Cell(balancer.label, 1, many), {}).get(repetition)):
+            timeline.add(balancer.label, repetition, run)
+    if timeline is not None:
+        fleet()
+        if (median_run := timeline.fleet_run(repetition)) is not None:
+            results.add(Cell(DIRECT_FLEET.label, 1, many), repetition, median_run)
 
 
 def available(balancers: Sequence[Balancer], results: Results) -> list[Balancer]:
@@ -293,19 +329,20 @@ def cells(balancers: Sequence[Balancer], settings: Settings) -> list[Cell]:
 
 
 def phase_systems(balancers: Sequence[Balancer], upstream: str) -> list[Balancer]:
-    """With model servers the direct fleet joins, right after direct."""
+    """With model servers the direct fleet joins, right after direct (it runs between the
+    systems, see ``run_phase``)."""
     if upstream != "model":
         return list(balancers)
     return [balancers[0], DIRECT_FLEET, *balancers[1:]]
 
 
-def goal_lines(phase_results: dict[str, Results], settings: Settings) -> list[str]:
+def goal_lines(phase_results: dict[str, Results], timeline: FleetTimeline | None,
+               settings: Settings) -> list[str]:
     lines = []
     if "static" in phase_results:
         lines += static_goals(phase_results["static"], OURS, NGINX_LEAST, settings.connections)
-    if "model" in phase_results:
-        lines.append(fleet_goal(phase_results["model"], OURS, settings.connections,
-                                peers=(NGINX_LEAST, HAPROXY_LEAST)))
+    if timeline is not None:
+        lines.append(fleet_goal(timeline, OURS, settings.connections, peers=(NGINX_LEAST, HAPROXY_LEAST)))
     return lines
 
 
@@ -352,17 +389,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = ("static", "model") if settings.upstream == "both" else (settings.upstream,)
     texts: list[str] = []
     phase_results: dict[str, Results] = {}
+    timeline = FleetTimeline() if "model" in phases else None
     interrupted = False
     for upstream in phases:
         phase = phase_settings(settings, upstream)
         results = Results()
         systems = phase_systems(balancers, upstream)
-        text, interrupted = run_phase(phase, systems, results, stamp)
+        text, interrupted = run_phase(phase, systems, results, stamp,
+                                      timeline if upstream == "model" else None)  # fmt: skip
         texts.append(text)
         phase_results[upstream] = results
         if interrupted:
             break
-    goals = goal_lines(phase_results, settings)
+    goals = goal_lines(phase_results, timeline if "model" in phase_results else None, settings)
     if OURS not in balancers or NGINX_LEAST not in balancers:
         goals.append(f"goals need {OURS.label!r} and {NGINX_LEAST.label!r}: leave them in --only")
     print("\n\n".join(texts))
@@ -370,10 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130 if interrupted else 0
 
 
-def run_phase(settings: Settings, balancers: Sequence[Balancer], results: Results,
-              stamp: str) -> tuple[str, bool]:
-    """Start the upstreams, measure every system in rounds, stop everything; (report, interrupted)."""
+def run_phase(settings: Settings, balancers: Sequence[Balancer], results: Results, stamp: str,
+              timeline: FleetTimeline | None = None) -> tuple[str, bool]:
+    """Start the upstreams, measure every system in rounds, stop everything; (report, interrupted).
+    With the direct fleet among ``balancers``, it runs before every system and after the last of
+    each round, into ``timeline``; the table's row takes each round's median run."""
     runnable = available(balancers, results)
+    between = DIRECT_FLEET in runnable and timeline is not None
+    systems = [b for b in runnable if b != DIRECT_FLEET]
     started = machine_line()
     log(f"{settings.upstream} upstream; machine: {started}")
     interrupted = False
@@ -383,14 +426,9 @@ def run_phase(settings: Settings, balancers: Sequence[Balancer], results: Result
         try:
             replicas = upstreams.start()
             for repetition in range(settings.repetitions):
-                order = runnable if repetition % 2 == 0 else list(reversed(runnable))
-                for balancer in order:
-                    try:
-                        run_system(balancer, repetition, replicas, settings, rundir,
-                                   upstreams.body_file, results)  # fmt: skip
-                    except (ServerFailed, WrkError, subprocess.SubprocessError) as exc:
-                        log(f"{balancer.label} failed: {exc}")
-                        results.note(balancer.label, f"round {repetition + 1}: {one_line(exc)}")
+                order = systems if repetition % 2 == 0 else list(reversed(systems))
+                run_round(order, repetition, replicas, settings, rundir, upstreams.body_file,
+                          results, timeline if between else None)  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: every process started has been stopped; partial results follow")

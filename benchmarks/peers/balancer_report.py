@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from peers.proxies import DIRECT, DIRECT_FLEET, Balancer
 from peers.results import Cell, Results
-from peers.stats import render_table
+from peers.stats import Spread, render_table
+from peers.wrk import WrkResult
 
 HEADERS = ("system", "conns", "req/s", "p50 ms", "p99 ms", "errors", "added p50 ms",
            "added p99 ms", "x direct req/s")  # fmt: skip
@@ -75,17 +78,47 @@ def static_goals(results: Results, ours: Balancer, nginx: Balancer, connections:
     return lines
 
 
-def fleet_goal(results: Results, ours: Balancer, connections: Sequence[int],
+@dataclass
+class FleetTimeline:
+    """The model phase's runs at the most connections, in the order measured, with a run of the
+    direct fleet before every system and after the last of each round. Each system is set
+    against the fleet runs just before and just after it: the shared machine drifts by 10-15 %
+    within a round, and both sides of a pair drift alike."""
+
+    runs: list[tuple[str, int, WrkResult]] = field(default_factory=list)
+
+    def add(self, label: str, repetition: int, result: WrkResult) -> None:
+        self.runs.append((label, repetition, result))
+
+    def fleet_run(self, repetition: int) -> WrkResult | None:
+        """The round's fleet run of median req/s (the lower middle one of an even count)."""
+        fleet = sorted((r for label, rep, r in self.runs if label == DIRECT_FLEET.label and rep == repetition),
+                       key=lambda r: r.requests_per_s)  # fmt: skip
+        return fleet[(len(fleet) - 1) // 2] if fleet else None
+
+    def ratio(self, label: str) -> Spread:
+        """``label``'s req/s over the mean of the fleet runs next to it in the same round."""
+        ratios = []
+        for i, (name, repetition, result) in enumerate(self.runs):
+            if name != label:
+                continue
+            before = [r for n, rep, r in self.runs[:i] if n == DIRECT_FLEET.label and rep == repetition][-1:]
+            after = [r for n, rep, r in self.runs[i + 1:] if n == DIRECT_FLEET.label and rep == repetition][:1]
+            if before or after:
+                ratios.append(result.requests_per_s / statistics.mean(r.requests_per_s for r in before + after))
+        return Spread.of(ratios)
+
+
+def fleet_goal(timeline: FleetTimeline, ours: Balancer, connections: Sequence[int],
                peers: Sequence[Balancer] = ()) -> str:
     """The goal line with model-server replicas: the fleet through our balancer against the
-    same replicas called directly, all at once (paired by round); the ``peers`` measured in the
-    same rounds follow in brackets, for scale."""
-    many = max(connections)
-    fleet = Cell(DIRECT_FLEET.label, 1, many)
-    ratio = results.ratio(Cell(ours.label, 1, many), fleet)
+    same replicas called directly, all at once, just before and just after it; the ``peers``,
+    measured the same way, follow in brackets, for scale."""
+    ratio = timeline.ratio(ours.label)
     met = None if ratio.count == 0 else ratio.median >= FLEET_SHARE
-    line = (f"goal: model replicas through {ours.label} at {many} conns >= {FLEET_SHARE:.0%} of "
-            f"the same replicas served directly: {ratio.format(2)}x -> {_verdict(met)}")  # fmt: skip
-    theirs = [(peer.label, results.ratio(Cell(peer.label, 1, many), fleet)) for peer in peers]
+    line = (f"goal: model replicas through {ours.label} at {max(connections)} conns >= {FLEET_SHARE:.0%} "
+            f"of the same replicas served directly (just before and after it): {ratio.format(2)}x "
+            f"-> {_verdict(met)}")  # fmt: skip
+    theirs = [(peer.label, timeline.ratio(peer.label)) for peer in peers]
     measured = [f"{label} {spread.median:.2f}x" for label, spread in theirs if spread.count]
-    return line + (f" (same rounds: {', '.join(measured)})" if measured else "")
+    return line + (f" (measured alike: {', '.join(measured)})" if measured else "")

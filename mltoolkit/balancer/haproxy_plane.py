@@ -28,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,7 @@ logger = logging.getLogger("mltoolkit.balancer.haproxy")
 
 START_TIMEOUT_S = 30.0
 LOG_READ_INTERVAL_S = 0.05
-# what the log socket may hold between reads (the kernel caps it at twice net.core.rmem_max; a
-# datagram that does not fit is dropped by HAProxy: one sample fewer, no request affected)
-LOG_BUFFER_BYTES = 8 * 2**20
+LOG_READ_BYTES = 2**18
 _PR_SET_PDEATHSIG = 1
 
 
@@ -76,7 +75,16 @@ class LatencyLog:
         self.lines = 0
         self.lock = threading.Lock()
 
-    def observe_line(self, line: bytes) -> None:
+    def observe_lines(self, data: bytes) -> bytes:
+        """Every whole line of ``data`` (equal lines counted once, with their number); returns
+        what follows the last newline, a line still arriving."""
+        whole, _, rest = data.rpartition(b"\n")
+        if whole:
+            for line, times in Counter(whole.split(b"\n")).items():
+                self.observe_line(line, times)
+        return rest
+
+    def observe_line(self, line: bytes, times: int = 1) -> None:
         parts = line.split()
         if len(parts) != 4 or parts[0] != haproxy_config.BACKEND.encode():
             return  # the admin backend, a request refused before any server (<NOSRV>), junk
@@ -88,11 +96,11 @@ class LatencyLog:
             return  # no answer: counted from show stat's error counters, not timed
         name = parts[1].decode(errors="replace")
         with self.lock:
-            self.lines += 1
+            self.lines += times
             traffic = self.traffic.get(name)
             if traffic is None:
                 traffic = self.traffic[name] = ReplicaTraffic(name)
-            traffic.observe((response_ms + 0.5) / 1000, status)
+            traffic.observe((response_ms + 0.5) / 1000, status, times)
 
 
 def traffic_rows(
@@ -219,7 +227,6 @@ class HAProxyPlane:
         self.controller: Controller | None = None
         self.api: RuntimeAPI = RuntimeAPI("")
         self._admin: asyncio.AbstractServer | None = None
-        self._log_socket: socket.socket | None = None
         self._log_thread: threading.Thread | None = None
         self._log_stop = threading.Event()
 
@@ -252,6 +259,8 @@ class HAProxyPlane:
                 sock.close()  # HAProxy holds them now; when it stops listening, so does the port
         try:
             await self._wait_for_runtime_api()
+            self._log_thread = threading.Thread(target=self._read_log, name="haproxy-log", daemon=True)
+            self._log_thread.start()
             if self.config.policy == "ewma":
                 self.controller = Controller(self.api, WeightRule()).start()
         except BaseException:
@@ -260,24 +269,17 @@ class HAProxyPlane:
         return self.url
 
     async def _prepare(self) -> haproxy_config.Paths:
-        """Error files, the log socket and its reader, the admin server: what the config names."""
+        """Error files, the admin server, the runtime API's path: what the config names."""
         error_files = {}
         for status in haproxy_config.ERRORS:
             path = os.path.join(self.workdir, f"{status}.http")
             Path(path).write_bytes(haproxy_config.error_response(status))
             error_files[status] = path
-        log_path = os.path.join(self.workdir, "log.sock")
-        self._log_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._log_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOG_BUFFER_BYTES)
-        self._log_socket.bind(log_path)
-        self._log_socket.setblocking(False)
-        self._log_thread = threading.Thread(target=self._read_log, name="haproxy-log", daemon=True)
-        self._log_thread.start()
         self._admin = await asyncio.start_server(self._serve_admin, "127.0.0.1", 0)
         admin_port = self._admin.sockets[0].getsockname()[1]
         runtime_socket = os.path.join(self.workdir, "admin.sock")
         self.api = RuntimeAPI(runtime_socket)
-        return haproxy_config.Paths(runtime_socket, log_path, admin_port, error_files)
+        return haproxy_config.Paths(runtime_socket, admin_port, error_files)
 
     async def _wait_for_runtime_api(self) -> None:
         loop = asyncio.get_running_loop()
@@ -295,18 +297,28 @@ class HAProxyPlane:
                 await asyncio.sleep(0.02)
 
     def _read_log(self) -> None:
-        """Every ``LOG_READ_INTERVAL_S``, read the datagrams waiting: one wake-up per batch, not
-        per request, so the reader takes little of the core HAProxy runs on."""
-        sock = self._log_socket
-        while sock is not None and not self._log_stop.wait(LOG_READ_INTERVAL_S):
-            while True:
-                try:
-                    line = sock.recv(512)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    return
-                self.log.observe_line(line)
+        """Stream the log ring from the runtime API and, every ``LOG_READ_INTERVAL_S``, take in
+        the lines waiting: one wake-up per batch, not per request, so the reader takes little of
+        the core HAProxy runs on. Ends when HAProxy closes the stream or the plane closes."""
+        pending = b""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.api.timeout_s)
+                sock.connect(self.api.socket_path)
+                sock.sendall(f"show events {haproxy_config.LOG_RING} -w -n\n".encode())
+                sock.setblocking(False)
+                while not self._log_stop.wait(LOG_READ_INTERVAL_S):
+                    while True:
+                        try:
+                            chunk = sock.recv(LOG_READ_BYTES)
+                        except BlockingIOError:
+                            break
+                        if not chunk:
+                            return  # HAProxy has ended
+                        pending = self.log.observe_lines(pending + chunk)
+        except OSError as exc:
+            if not self._log_stop.is_set():
+                logger.warning("latency log: reading HAProxy's log ring failed: %s", exc)
 
     # -- admin routes ---------------------------------------------------------------------------------
 
@@ -370,6 +382,11 @@ class HAProxyPlane:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        # the log stream first: HAProxy's soft stop would wait for it as for any open stream
+        self._log_stop.set()
+        if self._log_thread is not None:
+            await asyncio.to_thread(self._log_thread.join)
+            self._log_thread = None
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGUSR1)  # soft stop
@@ -382,13 +399,6 @@ class HAProxyPlane:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
-        self._log_stop.set()
-        if self._log_thread is not None:
-            self._log_thread.join()
-            self._log_thread = None
-        if self._log_socket is not None:
-            self._log_socket.close()
-            self._log_socket = None
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

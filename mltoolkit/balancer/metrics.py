@@ -34,11 +34,12 @@ class ReplicaTraffic:
     count: int = 0
     hedged: int = 0  # attempts sent to it as a hedge of a request stuck elsewhere
 
-    def observe(self, latency_s: float, status: int) -> None:
-        self.count += 1
-        self.sum_s += latency_s
-        self.buckets[bisect.bisect_left(BUCKETS_S, latency_s)] += 1
-        self.by_status["none" if status == 0 else f"{min(status // 100, 5)}xx"] += 1
+    def observe(self, latency_s: float, status: int, times: int = 1) -> None:
+        """``times`` answers, each of ``latency_s`` and ``status`` (0: none)."""
+        self.count += times
+        self.sum_s += latency_s * times
+        self.buckets[bisect.bisect_left(BUCKETS_S, latency_s)] += times
+        self.by_status["none" if status == 0 else f"{min(status // 100, 5)}xx"] += times
 
     @property
     def errors(self) -> int:

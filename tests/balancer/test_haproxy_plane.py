@@ -30,7 +30,7 @@ from .test_cli import REPO
 
 A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
 B = ReplicaTarget("b", "http://127.0.0.1:9002", node="node-1", weight=3.0)
-PATHS = hc.Paths("/tmp/x/admin.sock", "/tmp/x/log.sock", 40001, {503: "/tmp/x/503.http"})
+PATHS = hc.Paths("/tmp/x/admin.sock", 40001, {503: "/tmp/x/503.http"})
 
 
 def config(**values: Any) -> BalancerConfig:
@@ -68,10 +68,11 @@ def test_the_configuration_carries_the_balancer_settings():
                  "timeout http-keep-alive 7000ms", "maxconn 100", "option httpchk GET /v2/health/ready",
                  "http-request deny deny_status 413 if { req.hdr_val(content-length) gt 4096 }",
                  "errorfile 503 /tmp/x/503.http", "stats socket /tmp/x/admin.sock mode 600 level admin",
-                 "log /tmp/x/log.sock len 256 format raw sample 1:8 local0",
-                 "use_backend admin if { path_beg /-/ }", "server controller 127.0.0.1:40001"]:  # fmt: skip
+                 "log ring@latency len 256 format raw sample 1:8 local0",
+                 "use_backend admin if { path_beg /-/ }", "server controller 127.0.0.1:40001",
+                 "format raw", "size 1048576"]:  # fmt: skip
         assert f"    {line}\n" in text, line
-
+    assert "\nring latency\n" in text  # the log's ring, which the controller streams
 
 def test_a_replica_the_haproxy_data_plane_cannot_reach_is_refused():
     for url in ("https://127.0.0.1:9001", "http://127.0.0.1:9001/v1"):
@@ -106,6 +107,19 @@ def test_the_latency_log_keeps_the_replicas_timed_answers_only():
     assert a.count == 2 and a.sum_s == pytest.approx(0.0005 + 0.0035)  # n ms stands for n + 0.5 ms
     assert a.buckets[0] == 1 and a.buckets[3] == 1  # <= 0.5 ms; (2, 5] ms
     assert b.by_status["5xx"] == 1
+
+
+def test_the_latency_log_takes_whole_lines_from_the_stream_and_keeps_the_rest():
+    log = LatencyLog()
+    rest = log.observe_lines(b"replicas a 200 1\nreplicas a 200 1\nreplicas b 200 7\nrepl")
+    assert rest == b"repl"  # a line still arriving waits for the next read
+    assert log.observe_lines(rest + b"icas b 503 7\n\n") == b""
+    assert log.observe_lines(b"replicas a 2") == b"replicas a 2"
+    assert log.lines == 4
+    a, b = log.traffic["a"], log.traffic["b"]
+    assert (a.count, a.buckets[2]) == (2, 2)  # two equal lines, each 1.5 ms: (1, 2] ms
+    assert a.sum_s == pytest.approx(2 * 0.0015)
+    assert (b.count, b.by_status["2xx"], b.by_status["5xx"]) == (2, 1, 1)
 
 
 def stat(name: str, **values: Any) -> ServerStat:

@@ -26,8 +26,8 @@ def test_cells_are_every_system_at_every_connection_count():
 
 
 def test_goal_lines_say_met_or_not_met_from_paired_rounds(make_result):
-    from peers.balancer_report import fleet_goal, static_goals
-    from peers.proxies import DIRECT_FLEET, HAPROXY_LEAST, NGINX_LEAST, OURS
+    from peers.balancer_report import static_goals
+    from peers.proxies import NGINX_LEAST, OURS
 
     results = Results()
     for round_ in range(2):
@@ -43,12 +43,27 @@ def test_goal_lines_say_met_or_not_met_from_paired_rounds(make_result):
     assert "= 1.60x" in p50 and p50.endswith("-> met")
     assert "= 2.50x" in p99 and p99.endswith("-> NOT met")
 
-    model = Results()
-    model.add(Cell(DIRECT_FLEET.label, 1, 64), 0, make_result(rps=5000))
-    model.add(Cell(OURS.label, 1, 64), 0, make_result(rps=4400))
-    assert fleet_goal(model, OURS, (1, 64)).endswith("0.88x -> NOT met")
-    model.add(Cell(HAPROXY_LEAST.label, 1, 64), 0, make_result(rps=4750))
-    # the peers measured in the same rounds follow for scale; one not measured is left out
-    assert fleet_goal(model, OURS, (1, 64), peers=(NGINX_LEAST, HAPROXY_LEAST)).endswith(
-        "0.88x -> NOT met (same rounds: haproxy leastconn 0.95x)")
-    assert fleet_goal(Results(), OURS, (1, 64)).endswith("-> no data")
+
+def test_the_fleet_goal_sets_each_system_against_the_fleet_runs_next_to_it(make_result):
+    from peers.balancer_report import FleetTimeline, fleet_goal
+    from peers.proxies import DIRECT_FLEET, HAPROXY_LEAST, NGINX_LEAST, OURS
+
+    timeline = FleetTimeline()
+    # round 0: the machine slows down during the round, the fleet with it
+    for label, rps in [(DIRECT_FLEET.label, 10000), (OURS.label, 8800), (DIRECT_FLEET.label, 8000),
+                       (HAPROXY_LEAST.label, 7600), (DIRECT_FLEET.label, 8000)]:  # fmt: skip
+        timeline.add(label, 0, make_result(rps=rps))
+    # round 1: the fleet's last run is missing; ours is set against the one before it alone
+    for label, rps in [(DIRECT_FLEET.label, 6000), (OURS.label, 5700)]:
+        timeline.add(label, 1, make_result(rps=rps))
+    # 8800 / mean(10000, 8000) = 0.978; 5700 / 6000 = 0.95; haproxy: 7600 / 8000 = 0.95
+    assert timeline.ratio(OURS.label).format(3) == "0.964 [0.950-0.978]"
+    assert timeline.fleet_run(0).requests_per_s == 8000  # the round's median fleet run
+    assert timeline.fleet_run(2) is None
+    assert fleet_goal(timeline, OURS, (1, 64), peers=(NGINX_LEAST, HAPROXY_LEAST)).endswith(
+        "0.96 [0.95-0.98]x -> met (measured alike: haproxy leastconn 0.95x)")
+    slow = FleetTimeline()
+    for label, rps in [(DIRECT_FLEET.label, 5000), (OURS.label, 4400), (DIRECT_FLEET.label, 5000)]:
+        slow.add(label, 0, make_result(rps=rps))
+    assert fleet_goal(slow, OURS, (1, 64)).endswith("0.88x -> NOT met")
+    assert fleet_goal(FleetTimeline(), OURS, (1, 64)).endswith("-> no data")
