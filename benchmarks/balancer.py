@@ -18,9 +18,10 @@ default) runs the static phase, then the model phase, in one run. With model ser
 replicas serve together without a balancer. It runs before every system and after the last of
 each round, and the fleet goal sets each system against the fleet runs just before and after it
 (the machine drifts within a round); its table row shows each round's median run. Every request
-is the 1-row ``POST /predict`` body. Per round, each system in turn (alternating order): start it, check that
-answers through it are the replicas' answers, warm up, then wrk with 1 connection (added latency,
-against ``direct`` in the same round) and 64 connections (maximum throughput), then stop it.
+is the 1-row ``POST /predict`` body. Per round, each system in turn (alternating order): start
+it, check that answers through it are the replicas' answers, warm up, then wrk with 1
+connection (added latency, against ``direct`` in the same round) and 64 connections (maximum
+throughput), then stop it.
 Medians over rounds with [min-max]; raw runs go to benchmarks/results/balancer-*-runs.csv.
 The benchmark ends with issue 10's goal lines for mltoolkit's default policy (met / NOT met):
 req/s at 64 connections >= 50% of nginx least_conn's, added p50 and p99 at 1 connection <= 2x
@@ -284,13 +285,16 @@ def run_round(order: Sequence[Balancer], repetition: int, replicas: dict[str, st
     last, and the round's median fleet run into ``results`` for the table."""
     many = max(settings.connections)
 
+    def failed(label: str, exc: Exception) -> None:
+        log(f"{label} failed: {exc}")
+        results.note(label, f"round {repetition + 1}: {one_line(exc)}")
+
     def fleet() -> None:
         log(f"round {repetition + 1}: {DIRECT_FLEET.label}")
         try:
             timeline.add(DIRECT_FLEET.label, repetition, measure_fleet(list(replicas.values()), settings, body_file))
         except (WrkError, subprocess.SubprocessError) as exc:
-            log(f"{DIRECT_FLEET.label} failed: {exc}")
-            results.note(DIRECT_FLEET.label, f"round {repetition + 1}: {one_line(exc)}")
+            failed(DIRECT_FLEET.label, exc)
 
     for balancer in order:
         if timeline is not None:
@@ -298,8 +302,7 @@ def run_round(order: Sequence[Balancer], repetition: int, replicas: dict[str, st
         try:
             run_system(balancer, repetition, replicas, settings, rundir, body_file, results)
         except (ServerFailed, WrkError, subprocess.SubprocessError) as exc:
-            log(f"{balancer.label} failed: {exc}")
-            results.note(balancer.label, f"round {repetition + 1}: {one_line(exc)}")
+            failed(balancer.label, exc)
         if timeline is not None and (run := results.runs.get(Cell(balancer.label, 1, many), {}).get(repetition)):
             timeline.add(balancer.label, repetition, run)
     if timeline is not None:
@@ -336,12 +339,11 @@ def phase_systems(balancers: Sequence[Balancer], upstream: str) -> list[Balancer
     return [balancers[0], DIRECT_FLEET, *balancers[1:]]
 
 
-def goal_lines(phase_results: dict[str, Results], timeline: FleetTimeline | None,
-               settings: Settings) -> list[str]:
+def goal_lines(phase_results: dict[str, Results], timeline: FleetTimeline, settings: Settings) -> list[str]:
     lines = []
     if "static" in phase_results:
         lines += static_goals(phase_results["static"], OURS, NGINX_LEAST, settings.connections)
-    if timeline is not None:
+    if "model" in phase_results:
         lines.append(fleet_goal(timeline, OURS, settings.connections, peers=(NGINX_LEAST, HAPROXY_LEAST)))
     return lines
 
@@ -389,19 +391,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = ("static", "model") if settings.upstream == "both" else (settings.upstream,)
     texts: list[str] = []
     phase_results: dict[str, Results] = {}
-    timeline = FleetTimeline() if "model" in phases else None
+    timeline = FleetTimeline()
     interrupted = False
     for upstream in phases:
         phase = phase_settings(settings, upstream)
         results = Results()
         systems = phase_systems(balancers, upstream)
-        text, interrupted = run_phase(phase, systems, results, stamp,
-                                      timeline if upstream == "model" else None)  # fmt: skip
+        text, interrupted = run_phase(phase, systems, results, stamp, timeline)
         texts.append(text)
         phase_results[upstream] = results
         if interrupted:
             break
-    goals = goal_lines(phase_results, timeline if "model" in phase_results else None, settings)
+    goals = goal_lines(phase_results, timeline, settings)
     if OURS not in balancers or NGINX_LEAST not in balancers:
         goals.append(f"goals need {OURS.label!r} and {NGINX_LEAST.label!r}: leave them in --only")
     print("\n\n".join(texts))
@@ -410,12 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_phase(settings: Settings, balancers: Sequence[Balancer], results: Results, stamp: str,
-              timeline: FleetTimeline | None = None) -> tuple[str, bool]:
+              timeline: FleetTimeline) -> tuple[str, bool]:
     """Start the upstreams, measure every system in rounds, stop everything; (report, interrupted).
     With the direct fleet among ``balancers``, it runs before every system and after the last of
     each round, into ``timeline``; the table's row takes each round's median run."""
     runnable = available(balancers, results)
-    between = DIRECT_FLEET in runnable and timeline is not None
+    between = DIRECT_FLEET in runnable
     systems = [b for b in runnable if b != DIRECT_FLEET]
     started = machine_line()
     log(f"{settings.upstream} upstream; machine: {started}")

@@ -307,15 +307,10 @@ class HAProxyPlane:
                 sock.connect(self.api.socket_path)
                 sock.sendall(f"show events {haproxy_config.LOG_RING} -w -n\n".encode())
                 sock.setblocking(False)
-                while not self._log_stop.wait(LOG_READ_INTERVAL_S):
-                    while True:
-                        try:
-                            chunk = sock.recv(LOG_READ_BYTES)
-                        except BlockingIOError:
-                            break
-                        if not chunk:
-                            return  # HAProxy has ended
-                        pending = self.log.observe_lines(pending + chunk)
+                ended = False
+                while not ended and not self._log_stop.wait(LOG_READ_INTERVAL_S):
+                    data, ended = _waiting(sock)
+                    pending = self.log.observe_lines(pending + data)
         except OSError as exc:
             if not self._log_stop.is_set():
                 logger.warning("latency log: reading HAProxy's log ring failed: %s", exc)
@@ -401,6 +396,19 @@ class HAProxyPlane:
             self._admin = None
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _waiting(sock: socket.socket) -> tuple[bytes, bool]:
+    """What a non-blocking stream holds now, and whether its far end has closed it."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(LOG_READ_BYTES)
+        except BlockingIOError:
+            return b"".join(chunks), False
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
 
 
 def _json(status: int, document: object) -> tuple[int, str, bytes]:
