@@ -23,6 +23,8 @@ it, check that answers through it are the replicas' answers, warm up, then wrk w
 connection (added latency, against ``direct`` in the same round) and 64 connections (maximum
 throughput), then stop it.
 Medians over rounds with [min-max]; raw runs go to benchmarks/results/balancer-*-runs.csv.
+``CPU us/req``: the CPU time (user + system) of the system's processes, every thread and child
+(HAProxy under our controller, nginx's workers), during the run, per request answered.
 The benchmark ends with issue 10's goal lines for mltoolkit's default policy (met / NOT met):
 req/s at 64 connections >= 50% of nginx least_conn's, added p50 and p99 at 1 connection <= 2x
 nginx's (static upstream), and the model fleet through it >= 90% of the fleet served directly.
@@ -60,6 +62,7 @@ from peers.processes import (  # noqa: E402
     ServerProcess,
     free_port,
     free_ports,
+    group_cpu_s,
     http_request,
     pinned,
     raise_keyboard_interrupt_on_sigterm,
@@ -221,15 +224,22 @@ def check_answers(url: str, direct_url: str, body: bytes, replicas: int) -> set[
 
 
 def measure(label: str, url: str, repetition: int, settings: Settings, body_file: Path,
-            results: Results) -> None:
+            results: Results, group: int | None = None) -> None:
+    """wrk at each connection count; with the system's process ``group``, also the CPU it ran
+    per request meanwhile (all its processes and threads)."""
     if settings.warmup_s > 0:
         run_wrk(url, max(settings.connections), settings.warmup_s, body_file=body_file,
                 cpu=settings.client_cpu)  # fmt: skip
     for conns in settings.connections:
+        cpu_before = group_cpu_s(group) if group is not None else 0.0
         result = run_wrk(url, conns, settings.duration_s, body_file=body_file, cpu=settings.client_cpu)
+        if group is not None and result.requests > 0:
+            cpu_us = (group_cpu_s(group) - cpu_before) / result.requests * 1e6
+            result = replace(result, cpu_us_per_request=cpu_us)
         results.add(Cell(label, 1, conns), repetition, result)
+        cpu = f", CPU {result.cpu_us_per_request:.1f} us/req" if result.cpu_us_per_request is not None else ""
         log(f"  {label}, {conns} conns: {result.requests_per_s:.0f} req/s, "
-            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}")
+            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}{cpu}")
 
 
 def measure_fleet(urls: Sequence[str], settings: Settings, body_file: Path) -> WrkResult:
@@ -273,7 +283,8 @@ def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], se
         process.wait_ready(url + READY_PATH)
         seen = check_answers(url, direct_url, body_file.read_bytes(), len(replicas))
         log(f"  answers correct; replicas seen in {2 * len(replicas)} requests: {sorted(seen)}")
-        measure(balancer.label, url + PREDICT_PATH, repetition, settings, body_file, results)
+        group = process.process.pid if process.process is not None else None  # its own session
+        measure(balancer.label, url + PREDICT_PATH, repetition, settings, body_file, results, group)
         if process.process is not None and process.process.poll() is not None:
             raise ServerFailed(f"{balancer.label} exited during the measurements:\n{process.log_tail()}")
 

@@ -12,7 +12,7 @@ from peers.results import Results
 
 CSV_COLUMNS = ("label", "rows", "connections", "repetition", "requests", "duration_s",
                "requests_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "status_errors",
-               "socket_errors")  # fmt: skip
+               "socket_errors", "cpu_us_per_request")  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -43,6 +43,7 @@ def write_runs_csv(results: Results, path: Path) -> None:
                     cell.label, "" if cell.rows is None else cell.rows, cell.connections,
                     repetition + 1, r.requests, f"{r.duration_s:.3f}", f"{r.requests_per_s:.1f}",
                     r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.status_errors, r.socket_errors,
+                    "" if r.cpu_us_per_request is None else f"{r.cpu_us_per_request:.2f}",
                 ])  # fmt: skip
 
 

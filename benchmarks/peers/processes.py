@@ -156,6 +156,22 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) run so far by every live process in group ``pgid``: a
+    ``ServerProcess``'s whole tree (HAProxy under our controller, nginx's workers), each with
+    all its threads, ended ones included (``/proc/PID/stat``; in clock ticks, 10 ms here)."""
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # after the command's name: state, ppid, pgrp, ...
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def raise_keyboard_interrupt_on_sigterm() -> None:
     """Let SIGTERM unwind the script like Ctrl-C does, so every ``finally`` stops its servers."""
 

@@ -35,6 +35,8 @@ class WrkResult:
     max_ms: float
     status_errors: int
     socket_errors: int
+    # CPU the system under test ran per request meanwhile, in µs (set by balancer.py; not wrk's)
+    cpu_us_per_request: float | None = None
 
     @property
     def requests_per_s(self) -> float:

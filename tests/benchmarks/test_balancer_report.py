@@ -1,5 +1,7 @@
 """benchmarks/peers/balancer_report.py: the balancer table against calling a replica directly."""
 
+from dataclasses import replace
+
 from peers.balancer_report import balancer_cells, balancer_table
 from peers.proxies import BALANCERS, DIRECT
 from peers.results import Cell, Results
@@ -8,15 +10,17 @@ from peers.results import Cell, Results
 def test_added_latency_and_throughput_are_paired_with_direct_calls(make_result):
     results = Results()
     nginx = Cell("nginx round_robin", 1, 1)
-    for round_, (direct_p50, nginx_p50) in enumerate([(0.05, 0.25), (0.10, 0.20), (0.05, 0.30)]):
+    for round_, (direct_p50, nginx_p50, cpu) in enumerate([(0.05, 0.25, 12.0), (0.10, 0.20, 14.5), (0.05, 0.30, 13.0)]):
         results.add(Cell(DIRECT.label, 1, 1), round_, make_result(rps=20000, p50=direct_p50, p99=1.0))
-        results.add(nginx, round_, make_result(rps=5000, p50=nginx_p50, p99=3.0))
+        results.add(nginx, round_, replace(make_result(rps=5000, p50=nginx_p50, p99=3.0), cpu_us_per_request=cpu))
     table = balancer_table(results, [Cell(DIRECT.label, 1, 1), nginx])
+    assert table.splitlines()[0].endswith("CPU us/req")
     direct_line, nginx_line = table.splitlines()[2:]
-    assert direct_line.split()[-3:] == ["-", "-", "-"]  # the baseline is not compared to itself
+    # the baseline is not compared to itself, and runs no balancer process
+    assert direct_line.split()[-4:] == ["-", "-", "-", "-"]
     # added p50 per round: 0.20, 0.10, 0.25 -> 0.20 [0.10-0.25]; p99: 2.00 each; req/s: 0.25x
     assert "0.20 [0.10-0.25]" in nginx_line and "2.00 [2.00-2.00]" in nginx_line
-    assert nginx_line.endswith("0.25 [0.25-0.25]")
+    assert nginx_line.endswith("0.25 [0.25-0.25]  13.0 [12.0-14.5]")
 
 
 def test_cells_are_every_system_at_every_connection_count():
@@ -61,9 +65,9 @@ def test_the_fleet_goal_sets_each_system_against_the_fleet_runs_next_to_it(make_
     assert timeline.fleet_run(0).requests_per_s == 8000  # the round's median fleet run
     assert timeline.fleet_run(2) is None
     assert fleet_goal(timeline, OURS, (1, 64), peers=(NGINX_LEAST, HAPROXY_LEAST)).endswith(
-        "0.96 [0.95-0.98]x -> met (measured alike: haproxy leastconn 0.95x)")
+        "0.964 [0.950-0.978]x -> met (measured alike: haproxy leastconn 0.950x)")
     slow = FleetTimeline()
-    for label, rps in [(DIRECT_FLEET.label, 5000), (OURS.label, 4400), (DIRECT_FLEET.label, 5000)]:
+    for label, rps in [(DIRECT_FLEET.label, 5000), (OURS.label, 4485), (DIRECT_FLEET.label, 5000)]:
         slow.add(label, 0, make_result(rps=rps))
-    assert fleet_goal(slow, OURS, (1, 64)).endswith("0.88x -> NOT met")
+    assert fleet_goal(slow, OURS, (1, 64)).endswith("0.897x -> NOT met")  # not "0.90x -> NOT met"
     assert fleet_goal(FleetTimeline(), OURS, (1, 64)).endswith("-> no data")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from peers.processes import ServerFailed, ServerProcess, free_ports, pinned
+from peers.processes import ServerFailed, ServerProcess, free_ports, group_cpu_s, pinned
 
 # A "server" that starts a grandchild and then ignores SIGTERM, like a stubborn process tree.
 STUBBORN = (
@@ -69,3 +69,34 @@ def test_pinning_and_ports():
     assert pinned(["nginx"], None) == ["nginx"]
     ports = free_ports(3)
     assert len(set(ports)) == 3 and all(1024 <= p <= 65535 for p in ports)
+
+
+# A "server" that sleeps while its child burns 0.5 s of CPU in a second thread, then idles.
+BUSY_CHILD = (
+    "import subprocess, sys, time\n"
+    "burn = ('import threading, time\\n'\n"
+    "        'def spin():\\n'\n"
+    "        '    start = time.thread_time()\\n'\n"
+    "        '    while time.thread_time() - start < 0.5: pass\\n'\n"
+    "        't = threading.Thread(target=spin); t.start(); t.join()\\n'\n"
+    "        'print(\"burnt\", flush=True); time.sleep(300)\\n')\n"
+    "subprocess.Popen([sys.executable, '-c', burn])\n"
+    "time.sleep(300)\n"
+)
+
+
+def test_group_cpu_counts_every_thread_of_every_process_in_the_group(tmp_path):
+    log = tmp_path / "server.log"
+    with ServerProcess("busy", [sys.executable, "-c", BUSY_CHILD], log) as server:
+        deadline = time.monotonic() + 60
+        while "burnt" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cpu = group_cpu_s(server.process.pid)
+    # the child's thread ran 0.5 s; the two interpreters' start-ups add a little, the leader
+    # (asleep) next to nothing, and nothing outside the group (this test's own process) counts
+    assert 0.5 <= cpu < 0.5 + 1.0
+    assert group_cpu_s(server_group_that_does_not_exist()) == 0.0
+
+
+def server_group_that_does_not_exist() -> int:
+    return 2**22 + 12345  # above the kernel's pid_max
