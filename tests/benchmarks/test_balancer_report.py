@@ -10,9 +10,11 @@ from peers.results import Cell, Results
 def test_added_latency_and_throughput_are_paired_with_direct_calls(make_result):
     results = Results()
     nginx = Cell("nginx round_robin", 1, 1)
-    for round_, (direct_p50, nginx_p50, cpu) in enumerate([(0.05, 0.25, 12.0), (0.10, 0.20, 14.5), (0.05, 0.30, 13.0)]):
+    rounds = [(0.05, 0.25, 12.0), (0.10, 0.20, 14.5), (0.05, 0.30, 13.0)]  # p50s and nginx's CPU
+    for round_, (direct_p50, nginx_p50, cpu) in enumerate(rounds):
         results.add(Cell(DIRECT.label, 1, 1), round_, make_result(rps=20000, p50=direct_p50, p99=1.0))
-        results.add(nginx, round_, replace(make_result(rps=5000, p50=nginx_p50, p99=3.0), cpu_us_per_request=cpu))
+        nginx_run = make_result(rps=5000, p50=nginx_p50, p99=3.0)
+        results.add(nginx, round_, replace(nginx_run, cpu_us_per_request=cpu))
     table = balancer_table(results, [Cell(DIRECT.label, 1, 1), nginx])
     assert table.splitlines()[0].endswith("CPU us/req")
     direct_line, nginx_line = table.splitlines()[2:]

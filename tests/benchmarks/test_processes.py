@@ -92,11 +92,8 @@ def test_group_cpu_counts_every_thread_of_every_process_in_the_group(tmp_path):
         while "burnt" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         cpu = group_cpu_s(server.process.pid)
-    # the child's thread ran 0.5 s; the two interpreters' start-ups add a little, the leader
-    # (asleep) next to nothing, and nothing outside the group (this test's own process) counts
-    assert 0.5 <= cpu < 0.5 + 1.0
-    assert group_cpu_s(server_group_that_does_not_exist()) == 0.0
-
-
-def server_group_that_does_not_exist() -> int:
-    return 2**22 + 12345  # above the kernel's pid_max
+    # the child's thread ran 0.5 s (10 ms ticks may round a little off); the two interpreters'
+    # start-ups add a little, the leader (asleep) next to nothing, and nothing outside the group
+    # (this test's own process) counts
+    assert 0.45 <= cpu < 0.5 + 1.0
+    assert group_cpu_s(2**22 + 12345) == 0.0  # no such group (above the kernel's pid_max)
