@@ -10,8 +10,10 @@ How the balancer's settings map onto HAProxy:
 - health: ``GET /v2/health/ready`` every ``health_interval_s`` (each within ``health_timeout_s``),
   out after ``unhealthy_after`` failures in a row or at once on a refused connection, back after
   one pass;
-- ``retries`` on connection failures and empty answers, to another replica (``redispatch``);
-  ``request_timeout_s`` bounds the wait for a replica's answer (then 504) and in the queue;
+- ``retries`` on connection failures and empty answers, to another replica (``redispatch``), for
+  requests that fit whole in ``BUFFER_BYTES``; ``request_timeout_s`` bounds the wait for a
+  replica's answer (then 504) and in the queue; a request line and headers over
+  ``MAX_HEADER_BYTES`` get a 400;
 - clients: ``client_header_timeout_s`` for a request's headers, ``client_body_timeout_s`` for
   idle gaps while it is read or answered, ``client_idle_timeout_s`` between keep-alive requests;
   ``max_client_connections`` open at once (more wait in the kernel's backlog); a declared body
@@ -55,6 +57,14 @@ LOG_FORMAT = "%b %s %ST %Tr"  # what the controller's log reader parses
 LOG_RING = "latency"
 LOG_RING_BYTES = 2**20  # ~40,000 lines: far more than arrive between two reads
 CONNECT_TIMEOUT_S = 2.0
+# HAProxy's buffer per request and per answer (its default is 16 KB). Every request it may have
+# to replay to another replica (``retry-on``) is copied whole, buffer and all: at 8 KB that copy
+# costs next to nothing (HAProxy's CPU per request with model servers: 13.75 us, as without
+# retries, against 14.55-14.83 us at 16 KB; benchmarks/README.md). What it costs: a request's
+# line and headers must fit in 7 KB (the buffer less HAProxy's 1 KB ``tune.maxrewrite``), and
+# only a request that fits whole in it is replayed after a replica fails while answering it.
+BUFFER_BYTES = 8192
+MAX_HEADER_BYTES = BUFFER_BYTES - 1024
 
 # The JSON errors HAProxy answers itself, by status (the statuses ``errorfile`` accepts).
 ERRORS = {
@@ -144,6 +154,7 @@ def render(config: BalancerConfig, paths: Paths, listeners: tuple[int, ...]) -> 
 global
     maxconn {config.max_client_connections + 64}
     nbthread 1
+    tune.bufsize {BUFFER_BYTES}
     stats socket {paths.runtime_socket} mode 600 level admin
     hard-stop-after {_seconds(config.request_timeout_s + 5)}
 

@@ -246,6 +246,37 @@ async def test_a_kept_alive_connection_the_replica_dropped_is_retried(plane, cli
 
 @needs_haproxy
 @pytest.mark.anyio
+async def test_a_request_that_fits_the_buffer_is_retried_whole(plane, client):
+    # a 6 KB body fits HAProxy's 8 KB buffer (hc.BUFFER_BYTES), so it is kept for a replay
+    server = await OneAnswerPerConnection().start()
+    try:
+        running = await plane([server], retries=1)
+        rows = [[1] * 2000]  # 6 KB of JSON
+        for _ in range(4):
+            async with client.post(running.url + "/predict", json={"instances": rows}) as response:
+                assert response.status == 200 and (await response.json()) == {"predictions": [3]}
+        assert server.dropped >= 1  # a reused connection was found closed, and the request replayed
+    finally:
+        await server.stop()
+
+
+@needs_haproxy
+@pytest.mark.anyio
+async def test_headers_up_to_the_limit_pass_and_larger_ones_get_a_400(replicas, plane, client):
+    a = await replicas("a")
+    running = await plane([a])
+    fits = "x" * (hc.MAX_HEADER_BYTES - 500)  # with the request line and aiohttp's own headers
+    async with client.get(running.url + "/echo/big", headers={"X-Big": fits}) as response:
+        assert response.status == 201  # the fake replica's echo
+        assert ["x-big", fits] in [[k.lower(), v] for k, v in (await response.json())["headers"]]
+    async with client.get(running.url + "/echo/big", headers={"X-Big": "x" * hc.MAX_HEADER_BYTES}) as response:
+        assert response.status == 400
+    async with client.get(running.url + "/echo/after") as response:
+        assert response.status == 201  # still up
+
+
+@needs_haproxy
+@pytest.mark.anyio
 async def test_the_metrics_count_every_request_and_time_them(replicas, plane, client):
     a = await replicas("a")
     b = await replicas("b")
