@@ -62,7 +62,8 @@ CONNECT_TIMEOUT_S = 2.0
 # costs next to nothing (HAProxy's CPU per request with model servers: 13.75 us, as without
 # retries, against 14.55-14.83 us at 16 KB; benchmarks/README.md). What it costs: a request's
 # line and headers must fit in 7 KB (the buffer less HAProxy's 1 KB ``tune.maxrewrite``), and
-# only a request that fits whole in it is replayed after a replica fails while answering it.
+# only a request that fits whole in it (a 6 KB body does, a 9 KB one does not) is replayed after a
+# replica fails while answering it.
 BUFFER_BYTES = 8192
 MAX_HEADER_BYTES = BUFFER_BYTES - 1024
 
