@@ -65,7 +65,8 @@ CONNECT_TIMEOUT_S = 2.0
 # only a request that fits whole in it (a 6 KB body does, a 9 KB one does not) is replayed after a
 # replica fails while answering it.
 BUFFER_BYTES = 8192
-MAX_HEADER_BYTES = BUFFER_BYTES - 1024
+MAXREWRITE_BYTES = 1024  # HAProxy's default ``tune.maxrewrite``: kept free in every buffer
+MAX_HEADER_BYTES = BUFFER_BYTES - MAXREWRITE_BYTES
 
 # The JSON errors HAProxy answers itself, by status (the statuses ``errorfile`` accepts).
 ERRORS = {
