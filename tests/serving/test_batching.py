@@ -10,6 +10,7 @@ import anyio
 import numpy as np
 import pytest
 
+from mltoolkit.serving import batching
 from mltoolkit.serving.batching import Batcher, PredictCall
 from mltoolkit.spec import BatchingSpec
 
@@ -185,3 +186,55 @@ async def test_a_fast_model_stays_on_the_event_loop_thread():
             await batcher.predict(tagged_rows(tag))
     assert not batcher.offloading
     assert gate.threads == [threading.current_thread().name] * 3
+
+
+# -- waiting for the usual crowd (max_wait_ms == 0 under load; see the module doc) -------------
+
+
+async def prime(batcher: Batcher, bursts: int = 5, size: int = 8) -> None:
+    """Calls that merged ``size`` requests each, as under load."""
+    for burst in range(bursts):
+        await gather(batcher, *(tagged_rows(burst * size + i) for i in range(size)))
+
+
+async def test_at_idle_a_lone_request_is_sealed_at_the_tick(monkeypatch):
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", 3_600_000.0)  # a wait would hang the test
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", 3_600_000.0)
+    batcher = Batcher(tens, BatchingSpec(max_wait_ms=0))
+    for tag in range(5):
+        assert (await gather(batcher, tagged_rows(tag)))[0].tolist() == [tag * 10.0]
+    assert [call.reason for call in batcher.calls] == ["tick"] * 5
+    assert batcher.usual_requests == 1.0
+
+
+async def test_under_load_a_lone_request_waits_for_the_usual_crowd(monkeypatch):
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", 3_600_000.0)  # only the crowd seals it
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", 3_600_000.0)
+    batcher = Batcher(tens, BatchingSpec(max_wait_ms=0))
+    await prime(batcher)
+    usual = int(batcher.usual_requests)
+    assert usual >= 2
+    with anyio.fail_after(SAFETY_S):
+        first = asyncio.ensure_future(batcher.predict(tagged_rows(100)))
+        for _ in range(20):  # many loop passes: the tick has long run, the batch stays open
+            await asyncio.sleep(0)
+        assert batcher.pending_requests == 1 and not first.done()
+        rest = [asyncio.ensure_future(batcher.predict(tagged_rows(101 + i))) for i in range(usual - 1)]
+        answers = await asyncio.gather(first, *rest)
+    assert [a.tolist() for a in answers] == [[1000.0 + 10 * i] for i in range(usual)]
+    assert batcher.calls[-1] == PredictCall(rows=usual, requests=usual, reason="usual")
+
+
+async def test_the_wait_for_the_crowd_ends_after_one_call_s_time_and_stops_as_load_falls(monkeypatch):
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", 20.0)
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", 20.0)
+    batcher = Batcher(tens, BatchingSpec(max_wait_ms=0))
+    await prime(batcher)
+    primed = len(batcher.calls)
+    averages = []
+    for tag in range(15):  # lone requests one after another: the load has fallen
+        averages.append(batcher.usual_requests)
+        assert (await gather(batcher, tagged_rows(tag)))[0].tolist() == [tag * 10.0]
+    reasons = [call.reason for call in list(batcher.calls)[primed:]]
+    assert reasons == ["waited" if average >= 2 else "tick" for average in averages]
+    assert reasons[0] == "waited" and reasons[-1] == "tick"
