@@ -49,11 +49,20 @@ Each call's fixed cost is then paid more often. So while recent calls merged 2 o
 fewer than that many keeps the batch open until they arrive (``usual``) or until one predict
 call's time has passed (``mean_predict_ms``, from ``CROWD_WAIT_MS_MIN`` to ``CROWD_WAIT_MS_MAX``;
 ``waited``). Waiting at most one call's time costs a request at most what an extra call would.
-At idle, and at a light load where calls hold one request, nothing waits. Measured in the same
-placement (ours on the HAProxy data plane, 64 connections, 6 rounds, paired): the fleet through
-the balancer served a median 1.11x what it served with tick-only batching (0.95-1.36x by round),
-0.958 of the replicas called directly against 0.776; the p50 through it at 1 and 8 connections
-did not move beyond noise (0.60 against 0.59 ms, 1.78 against 1.74 ms).
+At idle, and at a light load where calls hold one request, nothing waits.
+
+Measured (one-off probes, 2026-12-03): two sets of 2 replicas, one with this wait and one without,
+running side by side and measured in turn, 6 rounds of 5 s. ``balancer.py``'s placement: ours on
+the HAProxy data plane, 64 connections. Three probes, the set with the wait started first, first,
+then second:
+- Through the balancer, the set with the wait served a median 1.11x, 1.14x and 1.12x what the set
+  without it served, paired round by round (0.89-1.41x by round).
+- Called directly (the direct fleet), no change beyond noise: 0.96x, 1.12x and 0.94x.
+- The p50 through the balancer did not move beyond noise: at 1 connection 0.60/0.59, 0.69/0.80
+  and 0.63/0.66 ms (with/without); at 8 connections 1.78/1.74, 1.80/2.51 and 1.75/1.88 ms.
+- One replica called directly, both start orders: 1 connection 0.89x and 1.02x the req/s, 8
+  connections 0.86x and 1.01x, 32 connections 1.09x and 1.04x. An A/A probe (the same code in both
+  sets) moved 1.02x, 1.16x and 1.12x there: noise.
 
 Emulated slow replica (``slowdown`` > 1, the server's ``--slowdown``): after each predict call
 that took t seconds, a blocking ``time.sleep((slowdown - 1) * t)`` on the same thread, so the

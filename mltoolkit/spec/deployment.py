@@ -77,8 +77,9 @@ class BatchingSpec:
     """Adaptive batching in the model server: concurrent requests merged into one predict call.
 
     ``max_wait_ms=0`` (the default, chosen by measurement) merges whatever arrived in the same
-    event-loop pass and never holds a lone request; a positive wait trades latency for fuller
-    batches (see mltoolkit/serving/batching.py).
+    event-loop pass; under load (recent calls merged 2+ requests) it waits at most one predict
+    call's time for the usual number of requests, and at idle it never holds a lone request. A
+    positive wait trades latency for fuller batches (see mltoolkit/serving/batching.py).
     """
 
     enabled: bool = True
