@@ -196,12 +196,13 @@ class Batcher:
 
     def _on_timer(self, reason: str) -> None:
         self._timer = None
-        usual = int(self.usual_requests)
-        if reason == "tick" and not self._busy and usual >= USUAL_MIN_REQUESTS and len(self._open) < usual:
-            self._crowd = usual  # wait for the usual crowd (module doc), at most one call's time
-            wait_ms = min(max(self.mean_predict_ms, CROWD_WAIT_MS_MIN), CROWD_WAIT_MS_MAX)
-            self._timer = asyncio.get_running_loop().call_later(wait_ms / 1000, self._on_timer, "waited")
-            return
+        if reason == "tick" and not self._busy:
+            usual = int(self.usual_requests)
+            if usual >= USUAL_MIN_REQUESTS and len(self._open) < usual:
+                self._crowd = usual  # wait for the usual crowd (module doc), at most one call's time
+                wait_ms = min(max(self.mean_predict_ms, CROWD_WAIT_MS_MIN), CROWD_WAIT_MS_MAX)
+                self._timer = asyncio.get_running_loop().call_later(wait_ms / 1000, self._on_timer, "waited")
+                return
         if self._busy:
             self._due = reason  # keep filling the batch while the model is busy
         else:

@@ -191,6 +191,12 @@ async def test_a_fast_model_stays_on_the_event_loop_thread():
 # -- waiting for the usual crowd (max_wait_ms == 0 under load; see the module doc) -------------
 
 
+def crowd_wait_ms(monkeypatch, ms: float) -> None:
+    """Every wait for the crowd lasts ``ms``, whatever the model's call time."""
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", ms)
+    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", ms)
+
+
 async def prime(batcher: Batcher, bursts: int = 5, size: int = 8) -> None:
     """Calls that merged ``size`` requests each, as under load."""
     for burst in range(bursts):
@@ -198,8 +204,7 @@ async def prime(batcher: Batcher, bursts: int = 5, size: int = 8) -> None:
 
 
 async def test_at_idle_a_lone_request_is_sealed_at_the_tick(monkeypatch):
-    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", 3_600_000.0)  # a wait would hang the test
-    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", 3_600_000.0)
+    crowd_wait_ms(monkeypatch, 3_600_000.0)  # a wait would hang the test
     batcher = Batcher(tens, BatchingSpec(max_wait_ms=0))
     for tag in range(5):
         assert (await gather(batcher, tagged_rows(tag)))[0].tolist() == [tag * 10.0]
@@ -208,8 +213,7 @@ async def test_at_idle_a_lone_request_is_sealed_at_the_tick(monkeypatch):
 
 
 async def test_under_load_a_lone_request_waits_for_the_usual_crowd(monkeypatch):
-    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", 3_600_000.0)  # only the crowd seals it
-    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", 3_600_000.0)
+    crowd_wait_ms(monkeypatch, 3_600_000.0)  # only the crowd seals it
     batcher = Batcher(tens, BatchingSpec(max_wait_ms=0))
     await prime(batcher)
     usual = int(batcher.usual_requests)
@@ -226,8 +230,7 @@ async def test_under_load_a_lone_request_waits_for_the_usual_crowd(monkeypatch):
 
 
 async def test_the_wait_for_the_crowd_ends_after_one_call_s_time_and_stops_as_load_falls(monkeypatch):
-    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MIN", 20.0)
-    monkeypatch.setattr(batching, "CROWD_WAIT_MS_MAX", 20.0)
+    crowd_wait_ms(monkeypatch, 20.0)
     batcher = Batcher(tens, BatchingSpec(max_wait_ms=0))
     await prime(batcher)
     primed = len(batcher.calls)
