@@ -14,7 +14,8 @@ plane. It then never touches a client request. It keeps:
   streamed over the runtime API and taken in every ``LOG_READ_INTERVAL_S``.
 
 HAProxy dies with this process (``PR_SET_PDEATHSIG``); SIGTERM stops it softly (no new
-connections, requests in flight finish, up to the request timeout).
+connections, requests in flight finish, up to the request timeout). Closing removes the plane's
+work directory; one left by a plane killed outright is removed by the next plane to start.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,12 @@ START_TIMEOUT_S = 30.0
 # 60,000 requests a second.
 LOG_READ_INTERVAL_S = 0.2
 LOG_READ_BYTES = 2**18
+WORKDIR_PREFIX = "mltoolkit-haproxy-"  # in the system's temporary directory, one per plane
+RUNTIME_SOCKET = "admin.sock"
+# A work directory this old whose runtime socket refuses connections belongs to a plane that
+# ended without closing (SIGKILL, a crash): the next plane to start removes it. Older than any
+# start takes (START_TIMEOUT_S), so a plane still starting keeps its own.
+STALE_WORKDIR_AGE_S = 120.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -247,7 +255,11 @@ class HAProxyPlane:
                                          f"(--admin-port): {exc}") from exc  # fmt: skip
             host, port = listeners[0].getsockname()[:2]
             self.url = f"http://{host}:{port}"
-            self.workdir = tempfile.mkdtemp(prefix="mltoolkit-haproxy-")
+            removed = remove_stale_workdirs()
+            if removed:
+                logger.info("removed %d work directories of haproxy data planes that ended without "
+                            "closing: %s", len(removed), ", ".join(removed))  # fmt: skip
+            self.workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
             paths = await self._prepare()
             config_path = os.path.join(self.workdir, "haproxy.cfg")
             fds = tuple(s.fileno() for s in listeners)
@@ -282,7 +294,7 @@ class HAProxyPlane:
             error_files[status] = path
         self._admin = await asyncio.start_server(self._serve_admin, "127.0.0.1", 0)
         admin_port = self._admin.sockets[0].getsockname()[1]
-        runtime_socket = os.path.join(self.workdir, "admin.sock")
+        runtime_socket = os.path.join(self.workdir, RUNTIME_SOCKET)
         self.api = RuntimeAPI(runtime_socket)
         return haproxy_config.Paths(runtime_socket, admin_port, error_files)
 
@@ -401,6 +413,42 @@ class HAProxyPlane:
             self._admin = None
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def remove_stale_workdirs(root: str | None = None) -> list[str]:
+    """Remove the work directories (config, error files, runtime socket) of planes that ended
+    without closing: this user's own, older than ``STALE_WORKDIR_AGE_S``, their runtime socket
+    refusing connections or never made. Returns their paths."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for path in sorted(Path(root).glob(WORKDIR_PREFIX + "*")):
+        try:
+            if path.is_symlink() or not path.is_dir():
+                continue
+            info = path.stat()
+        except OSError:
+            continue
+        if info.st_uid != os.getuid() or time.time() - info.st_mtime < STALE_WORKDIR_AGE_S:
+            continue
+        if _listening(path / RUNTIME_SOCKET):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _listening(socket_path: Path) -> bool:
+    """Whether a process listens on the UNIX socket; True when that cannot be told (the socket
+    of another user, a full backlog): such a directory is left alone."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(socket_path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True
+    return True
 
 
 def _waiting(sock: socket.socket) -> tuple[bytes, bool]:

@@ -8,7 +8,10 @@ import base64
 import json
 import os
 import signal
+import socket
 import sys
+import time
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import psutil
@@ -19,8 +22,12 @@ from mltoolkit.balancer import haproxy_config as hc
 from mltoolkit.balancer.discovery import EngineReplicaSet
 from mltoolkit.balancer.haproxy_controller import ServerStat
 from mltoolkit.balancer.haproxy_plane import (
+    RUNTIME_SOCKET,
+    STALE_WORKDIR_AGE_S,
+    WORKDIR_PREFIX,
     HAProxyEngine,
     LatencyLog,
+    remove_stale_workdirs,
     replicas_document,
     traffic_rows,
 )
@@ -336,7 +343,7 @@ async def test_only_ewma_runs_the_weight_controller(replicas, plane):
 
 @needs_haproxy
 @pytest.mark.anyio
-async def test_haproxy_ends_with_its_controller_even_when_killed(replicas, tmp_path):
+async def test_haproxy_ends_with_its_controller_even_when_killed(replicas, plane):
     a = await replicas("a")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mltoolkit.balancer", "--port", "0", "--data-plane", "haproxy",
@@ -348,11 +355,52 @@ async def test_haproxy_ends_with_its_controller_even_when_killed(replicas, tmp_p
         assert "data plane haproxy" in line
         [child] = psutil.Process(process.pid).children()
         assert "haproxy" in child.name()
+        workdir = Path(child.cmdline()[child.cmdline().index("-f") + 1]).parent
         process.send_signal(signal.SIGKILL)
         await process.wait()
         await wait_until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
                          what="haproxy to end with its parent")  # fmt: skip
+        # nothing could remove its work directory; the next plane to start does, once it is old
+        assert (workdir / RUNTIME_SOCKET).exists()
+        assert str(workdir) not in remove_stale_workdirs()
+        age(workdir)
+        await plane([a])
+        assert not workdir.exists()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def age(path: Path) -> None:
+    old = time.time() - STALE_WORKDIR_AGE_S - 1
+    os.utime(path, (old, old))
+
+
+def test_only_old_work_directories_with_no_haproxy_behind_them_are_removed(tmp_path):
+    def workdir(name: str, old: bool = True) -> Path:
+        path = tmp_path / f"{WORKDIR_PREFIX}{name}"
+        path.mkdir()
+        (path / "haproxy.cfg").write_text("global")
+        if old:
+            age(path)
+        return path
+
+    never_started = workdir("never")
+    ended = workdir("ended")
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(str(ended / RUNTIME_SOCKET))  # closed: the file stays, nobody listens on it
+    age(ended)
+    starting = workdir("starting", old=False)
+    running = workdir("running")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(running / RUNTIME_SOCKET))
+        listening.listen()
+        age(running)
+        (tmp_path / "other-dir").mkdir()
+        age(tmp_path / "other-dir")
+        (tmp_path / f"{WORKDIR_PREFIX}link").symlink_to(never_started)
+        assert remove_stale_workdirs(str(tmp_path)) == [str(ended), str(never_started)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mltoolkit-haproxy-link", "mltoolkit-haproxy-running", "mltoolkit-haproxy-starting", "other-dir"]
+    assert starting.exists() and running.exists()
