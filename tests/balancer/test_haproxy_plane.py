@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import aiohttp
 import psutil
 import pytest
 
@@ -181,6 +182,20 @@ async def test_requests_bodies_and_headers_cross_unchanged(replicas, plane, clie
 
     async with client.post(running.url + "/echo/c", data=chunks()) as response:
         assert base64.b64decode((await response.json())["body_b64"]) == b"abcdef"
+
+
+@needs_haproxy
+@pytest.mark.anyio
+async def test_the_connection_to_a_replica_is_kept_and_reused_across_clients(replicas, plane):
+    a = await replicas("a")
+    running = await plane([a], policy="least_request")
+    for i in range(20):  # one after the other, each from a client connection of its own
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            async with session.post(running.url + "/predict", json={"instances": [[i, 1]]}) as response:
+                assert response.status == 200
+                assert (await response.json())["predictions"] == [i + 1]
+    assert a.predicts == 20
+    assert len(a.peers) == 1  # the replica saw one connection from HAProxy for all 20
 
 
 @needs_haproxy
