@@ -509,9 +509,20 @@ GOAL_LOAD = 0.9
 PEERS = ("nginx:least_conn", "haproxy:leastconn")
 
 
-def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD) -> list[str]:
+def paired_p99_ratios(runs: pd.DataFrame, system: str, peer: str, load: float) -> list[float]:
+    """``system``'s p99 over ``peer``'s on each trace both ran (same load and repetition)."""
+    at_load = runs[runs["load"] == load]
+    mine = at_load[at_load["system"] == system].set_index("rep")["p99_ms"]
+    theirs = at_load[at_load["system"] == peer].set_index("rep")["p99_ms"]
+    both = mine.index.intersection(theirs.index)
+    return [float(mine[rep] / theirs[rep]) for rep in sorted(both)]
+
+
+def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD, runs: pd.DataFrame | None = None) -> list[str]:
     """Issue 10's balance goal for the default policy on each data plane, met or NOT met: p99 <=
-    1.2x the ideal's and below nginx least_conn's and HAProxy leastconn's, at 90 % load."""
+    1.2x the ideal's and below nginx least_conn's and HAProxy leastconn's, at 90 % load. With
+    ``runs``, each goal line is followed by the paired view (not the verdict): the system's p99
+    over each peer's on the same traces, median [min-max]."""
     rows = table[table["load"] == load].set_index("system")
     lines = []
     for kind in OURS_KINDS:
@@ -527,6 +538,12 @@ def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD) -> list[str]:
             f"goal: {name} at {load:.0%} load, p99 <= {BALANCE_GOAL:g}x the ideal and below {' and '.join(PEERS)}: "
             f"{ratio:.2f}x, {p99:.0f} ms ({shown}) -- {verdict}"
         )
+        if runs is not None:
+            paired = {peer: paired_p99_ratios(runs, name, peer, load) for peer in peers}
+            cells = [f"{peer} {np.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}] over {len(r)}"
+                     for peer, r in paired.items() if r]  # fmt: skip
+            if cells:
+                lines.append(f"  paired, {name}'s p99 over the peer's on the same traces: " + ", ".join(cells))
     return lines
 
 
@@ -701,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for load in settings.loads:
             print(format_table(table, load))
             print()
-        for line in balance_goals(table):
+        for line in balance_goals(table, runs=runs):
             print(line)
         warn_lagging(runs)
         png = RESULTS / f"balance-{stamp}.png"
