@@ -509,13 +509,17 @@ GOAL_LOAD = 0.9
 PEERS = ("nginx:least_conn", "haproxy:leastconn")
 
 
+def p99_over(runs: pd.DataFrame, reference: str) -> pd.Series:
+    """Each run's p99 over ``reference``'s on the same trace (load and repetition), aligned with
+    ``runs``; NaN where ``reference`` did not run that trace."""
+    theirs = runs[runs["system"] == reference].set_index(["load", "rep"])["p99_ms"].rename("reference_p99")
+    return runs["p99_ms"] / runs.join(theirs, on=["load", "rep"])["reference_p99"]
+
+
 def paired_p99_ratios(runs: pd.DataFrame, system: str, peer: str, load: float) -> list[float]:
-    """``system``'s p99 over ``peer``'s on each trace both ran (same load and repetition)."""
-    at_load = runs[runs["load"] == load]
-    mine = at_load[at_load["system"] == system].set_index("rep")["p99_ms"]
-    theirs = at_load[at_load["system"] == peer].set_index("rep")["p99_ms"]
-    both = mine.index.intersection(theirs.index)
-    return [float(mine[rep] / theirs[rep]) for rep in sorted(both)]
+    """``system``'s p99 over ``peer``'s on each trace both ran, by repetition."""
+    mine = runs[(runs["system"] == system) & (runs["load"] == load)].sort_values("rep")
+    return [float(ratio) for ratio in p99_over(runs, peer)[mine.index].dropna()]
 
 
 def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD, runs: pd.DataFrame | None = None) -> list[str]:
@@ -556,10 +560,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     metrics = ["p50_ms", "p99_ms", "throughput_rps", "error_rate", "util_cv", "served_cv"]
     grouped = runs.groupby(["load", "system"])[metrics]
     table = grouped.median().join(grouped.min().add_suffix("_min")).join(grouped.max().add_suffix("_max"))
-    ideal = runs[runs["system"] == IDEAL].set_index(["load", "rep"])["p99_ms"]
-    ratio = runs.join(ideal.rename("ideal_p99"), on=["load", "rep"])
-    ratio["p99_vs_ideal"] = ratio["p99_ms"] / ratio["ideal_p99"]
-    table["p99_vs_ideal"] = ratio.groupby(["load", "system"])["p99_vs_ideal"].median()
+    table["p99_vs_ideal"] = p99_over(runs, IDEAL).groupby([runs["load"], runs["system"]]).median()
     table["runs"] = runs.groupby(["load", "system"]).size()
     return table.reset_index().sort_values(["load", "p99_ms"])
 

@@ -255,7 +255,7 @@ class HAProxyPlane:
                                          f"(--admin-port): {exc}") from exc  # fmt: skip
             host, port = listeners[0].getsockname()[:2]
             self.url = f"http://{host}:{port}"
-            removed = remove_stale_workdirs()
+            removed = await asyncio.to_thread(remove_stale_workdirs)  # file system and sockets: off the loop
             if removed:
                 logger.info("removed %d work directories of haproxy data planes that ended without "
                             "closing: %s", len(removed), ", ".join(removed))  # fmt: skip

@@ -45,7 +45,7 @@ not arrive in the bursts a client's connections make: the balancer spreads them 
 sealed at the tick holds fewer requests (one-off probe, 2 replicas sharing a core, 64
 connections: 11-13 requests per call from wrk directly, 7.1-7.9 through HAProxy, nginx or ours).
 Each call's fixed cost is then paid more often. So while recent calls merged 2 or more requests
-(``usual_requests``, a moving average with weight ``USUAL_WEIGHT`` per call), a tick that finds
+(``usual_requests``, a moving average with weight ``CALL_WEIGHT`` per call), a tick that finds
 fewer than that many keeps the batch open until they arrive (``usual``) or until one predict
 call's time has passed (``mean_predict_ms``, from ``CROWD_WAIT_MS_MIN`` to ``CROWD_WAIT_MS_MAX``;
 ``waited``). Waiting at most one call's time costs a request at most what an extra call would.
@@ -87,7 +87,7 @@ from mltoolkit.spec import BatchingSpec
 
 HISTORY = 10_000
 OFFLOAD_AFTER_MS = 20.0
-USUAL_WEIGHT = 0.2  # of each call in the moving average of requests per call
+CALL_WEIGHT = 0.2  # of each call in the moving averages of its time and of the requests it merged
 USUAL_MIN_REQUESTS = 2  # below this average, nothing waits for a crowd
 CROWD_WAIT_MS_MIN = 0.05
 CROWD_WAIT_MS_MAX = 2.0
@@ -260,7 +260,7 @@ class Batcher:
 
     def _call(self, rows: np.ndarray, requests: int, reason: str) -> np.ndarray:
         self.calls.append(PredictCall(rows=len(rows), requests=requests, reason=reason))
-        self.usual_requests += USUAL_WEIGHT * (requests - self.usual_requests)
+        self.usual_requests += CALL_WEIGHT * (requests - self.usual_requests)
         started = time.perf_counter()
         try:
             return self._predict_rows(rows)
@@ -272,7 +272,7 @@ class Batcher:
             if self._timed_calls == 1:
                 self.mean_predict_ms = elapsed_ms
             else:
-                self.mean_predict_ms = 0.8 * self.mean_predict_ms + 0.2 * elapsed_ms
+                self.mean_predict_ms += CALL_WEIGHT * (elapsed_ms - self.mean_predict_ms)
 
 
 def _deliver(batch: list[_Pending], outcomes: list[_Outcome]) -> None:
