@@ -8,8 +8,8 @@ How the balancer's settings map onto HAProxy:
   → ``leastconn`` with one request per replica at a time, the rest waiting in HAProxy's queue (the
   central queue; the python data plane learns the slot count instead);
 - health: ``GET /v2/health/ready`` every ``health_interval_s`` (each within ``health_timeout_s``),
-  out after ``unhealthy_after`` failures in a row or at once on a refused connection, back after
-  one pass;
+  out after ``unhealthy_after`` failures in a row or at once on a refused connection (or, by
+  the controller, on an answer broken off halfway), back after one pass;
 - ``retries`` on connection failures and empty answers, to another replica (``redispatch``), for
   requests that fit whole in ``BUFFER_BYTES``; ``request_timeout_s`` bounds the wait for a
   replica's answer (then 504) and in the queue; a request line and headers over

@@ -6,14 +6,23 @@ estimates each replica's time per request from them, and sets per-server weights
 B/S weight``) so that a replica N times slower gets about 1/N of the weight (policy ``ewma``).
 Replicas join and leave with ``add server`` / ``del server``.
 
-Parts: ``parse_show_stat`` (pure), ``WeightRule`` (pure: samples in, weights out), ``RuntimeAPI``
-(the socket) and ``Controller`` (the loop tying them together, in a thread).
+Whatever the policy, a replica that broke off an answer since the last poll (its ``srv_abrt``
+grew: the status line was sent, then the connection closed before the whole body) is marked down
+(``set server B/S health down``) until its next health check passes, as the python data plane
+takes it out of rotation at once. HAProxy's own ``observe layer7`` would do that as the answer
+breaks, but it also counts every 5xx answer, and one request that makes the model raise (a 500)
+would take a replica out; ``observe layer4`` sees refused connections only.
+
+Parts: ``parse_show_stat`` (pure), ``WeightRule`` (pure: samples in, weights out),
+``broke_off`` (pure), ``RuntimeAPI`` (the socket) and ``Controller`` (the loop tying them
+together, in a thread).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import shutil
 import socket
@@ -28,6 +37,8 @@ from mltoolkit.balancer.policies import EWMA_TIE_TOLERANCE, LATENCY_FLOOR_S
 from mltoolkit.errors import SpecError
 
 INSTALL_HINT = "apt-get install haproxy"
+
+logger = logging.getLogger("mltoolkit.balancer.haproxy")
 
 
 class HAProxyError(RuntimeError):
@@ -53,6 +64,7 @@ class ServerStat:
     ttime_ms: int
     hrsp: tuple[int, int, int, int] = (0, 0, 0, 0)  # answers 2xx, 3xx, 4xx, 5xx
     eresp: int = 0  # attempts that got no valid answer
+    srv_abrt: int = 0  # answers the server broke off (counted in eresp too)
     econ: int = 0  # connections that failed
     check_status: str = ""  # the last health check's result, such as L7OK or L4CON
 
@@ -86,7 +98,8 @@ def servers_of(rows: Sequence[Mapping[str, str]], backend: str = BACKEND) -> lis
             scur=_int(row, "scur"), qcur=_int(row, "qcur"), stot=_int(row, "stot"),
             rtime_ms=_int(row, "rtime"), ttime_ms=_int(row, "ttime"),
             hrsp=(_int(row, "hrsp_2xx"), _int(row, "hrsp_3xx"), _int(row, "hrsp_4xx"), _int(row, "hrsp_5xx")),
-            eresp=_int(row, "eresp"), econ=_int(row, "econ"), check_status=row.get("check_status") or "",
+            eresp=_int(row, "eresp"), srv_abrt=_int(row, "srv_abrt"), econ=_int(row, "econ"),
+            check_status=row.get("check_status") or "",
         )  # fmt: skip
         for row in rows
         if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")
@@ -186,6 +199,12 @@ def weight_changes(stats: Sequence[ServerStat], wanted: Mapping[str, int], toler
     }
 
 
+def broke_off(stats: Sequence[ServerStat], seen: Mapping[str, int]) -> list[str]:
+    """The servers up now whose broken-off answers (``srv_abrt``) grew past ``seen``'s count (0
+    for a server not seen before: HAProxy's counters start at 0, for added servers too)."""
+    return [s.name for s in stats if s.up and s.srv_abrt > seen.get(s.name, 0)]
+
+
 # -- the runtime API (a unix socket) ------------------------------------------------------------
 
 
@@ -229,6 +248,10 @@ class RuntimeAPI:
         self._checked(f"enable health {self.backend}/{name}")
         self._checked(f"enable server {self.backend}/{name}")
 
+    def mark_down(self, name: str) -> None:
+        """Out of rotation until its next health check passes (those in flight go on)."""
+        self._checked(f"set server {self.backend}/{name} health down")
+
     def disable_server(self, name: str) -> None:
         """No new request goes to ``name`` (those in flight go on)."""
         self._checked(f"disable server {self.backend}/{name}")
@@ -255,19 +278,23 @@ def haproxy_binary() -> str:
 
 
 class Controller:
-    """Every ``interval_s``: ``show stat``, fold it into the ``WeightRule``, send the weights that
-    changed. Runs in a daemon thread between ``start()`` and ``stop()``; ``errors`` counts polls
-    that failed (HAProxy briefly unreachable), ``weight_sets`` the weights sent."""
+    """Every ``interval_s``: ``show stat``; mark down the servers that ``broke_off`` an answer;
+    with a ``WeightRule`` (policy ``ewma``; None for the others), fold the poll into it and send
+    the weights that changed. Runs in a daemon thread between ``start()`` and ``stop()``;
+    ``errors`` counts polls that failed (HAProxy briefly unreachable), ``weight_sets`` the weights
+    sent, ``marked_down`` the servers marked down."""
 
-    def __init__(self, api: RuntimeAPI, rule: WeightRule | None = None, interval_s: float = 0.2) -> None:
+    def __init__(self, api: RuntimeAPI, rule: WeightRule | None, interval_s: float = 0.2) -> None:
         if not 0.01 <= interval_s <= 60:
             raise SpecError("interval_s", interval_s, "seconds from 0.01 to 60")
         self.api = api
-        self.rule = rule or WeightRule()
+        self.rule = rule
         self.interval_s = interval_s
         self.errors = 0
         self.weight_sets = 0
+        self.marked_down = 0
         self.last_error = ""
+        self._broken: dict[str, int] = {}  # srv_abrt per server at the last poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last = 0.0
@@ -275,6 +302,14 @@ class Controller:
     def step(self) -> dict[str, int]:
         """One poll; the weights sent."""
         stats = self.api.show_stat()
+        for name in broke_off(stats, self._broken):
+            self.api.mark_down(name)
+            self.marked_down += 1
+            logger.warning("replica %s broke off an answer: out of rotation until its next health "
+                           "check passes", name)  # fmt: skip
+        self._broken = {s.name: s.srv_abrt for s in stats}
+        if self.rule is None:
+            return {}
         now = time.monotonic()
         self.rule.update(stats, now - self._last if self._last else 0.0)
         self._last = now

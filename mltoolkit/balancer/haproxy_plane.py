@@ -278,8 +278,8 @@ class HAProxyPlane:
             await self._wait_for_runtime_api()
             self._log_thread = threading.Thread(target=self._read_log, name="haproxy-log", daemon=True)
             self._log_thread.start()
-            if self.config.policy == "ewma":
-                self.controller = Controller(self.api, WeightRule()).start()
+            rule = WeightRule() if self.config.policy == "ewma" else None  # weights for ewma only
+            self.controller = Controller(self.api, rule).start()
         except BaseException:
             await self.close()
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from mltoolkit.balancer.haproxy_controller import (
     HAProxyError,
     ServerStat,
     WeightRule,
+    broke_off,
     parse_show_stat,
     weight_changes,
 )
@@ -106,6 +108,48 @@ def test_a_very_slow_replica_keeps_weight_one():
     rule = WeightRule(smoothing_s=1.0)
     stats = feed(rule, {"fast": 0.01, "stuck": 50.0}, polls=400)
     assert rule.weights(stats)["stuck"] == 1
+
+
+def test_show_stat_reads_the_answers_a_server_broke_off():
+    (a,) = parse_show_stat("# pxname,svname,status,eresp,srv_abrt,econ\nreplicas,a,UP,5,3,1\n")
+    assert (a.eresp, a.srv_abrt, a.econ) == (5, 3, 1)
+
+
+def test_servers_up_that_broke_off_an_answer_since_the_last_poll_are_named():
+    def broken(name: str, srv_abrt: int, status: str = "UP") -> ServerStat:
+        return replace(stat(name, 10, 0, status=status), srv_abrt=srv_abrt)
+
+    stats = [broken("a", 2), broken("b", 1), broken("c", 0), broken("down", 5, "DOWN"), broken("new", 1)]
+    assert broke_off(stats, {"a": 1, "b": 1, "c": 0, "down": 4}) == ["a", "new"]
+
+
+class ScriptedAPI:
+    """``show stat`` answers from a script; the commands sent are recorded."""
+
+    def __init__(self, polls: list[list[ServerStat]]) -> None:
+        self.polls = polls
+        self.sent: list[str] = []
+
+    def show_stat(self) -> list[ServerStat]:
+        return self.polls.pop(0)
+
+    def mark_down(self, name: str) -> None:
+        self.sent.append(f"down {name}")
+
+    def set_weight(self, name: str, weight: int) -> None:
+        self.sent.append(f"weight {name} {weight}")
+
+
+def test_the_controller_marks_down_a_server_once_per_broken_answer_whatever_the_policy():
+    def poll(srv_abrt: int, status: str = "UP") -> list[ServerStat]:
+        return [replace(stat("a", 10, 0, status=status), srv_abrt=srv_abrt), stat("b", 10, 0)]
+
+    api = ScriptedAPI([poll(0), poll(1), poll(1), poll(2, "DOWN"), poll(2), poll(3)])
+    controller = Controller(api, None)  # type: ignore[arg-type]
+    for _ in range(6):
+        assert controller.step() == {}  # no weight rule: no weights
+    # once at the first break; the second came while a was down already (it is out of rotation)
+    assert api.sent == ["down a", "down a"] and controller.marked_down == 2
 
 
 def test_only_weights_that_moved_are_sent():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import pytest
 from mltoolkit.balancer import BalancerConfig, ReplicaTarget
 from mltoolkit.balancer import haproxy_config as hc
 from mltoolkit.balancer.discovery import EngineReplicaSet
-from mltoolkit.balancer.haproxy_controller import ServerStat
+from mltoolkit.balancer.haproxy_controller import ServerStat, show_stat_rows
 from mltoolkit.balancer.haproxy_plane import (
     RUNTIME_SOCKET,
     STALE_WORKDIR_AGE_S,
@@ -33,7 +34,7 @@ from mltoolkit.balancer.haproxy_plane import (
     traffic_rows,
 )
 
-from .fakes import OneAnswerPerConnection, needs_haproxy, parse_responses, raw_request, wait_until
+from .fakes import HalfAnswerServer, OneAnswerPerConnection, needs_haproxy, parse_responses, raw_request, wait_until
 from .test_cli import REPO
 
 A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
@@ -270,6 +271,35 @@ async def test_a_kept_alive_connection_the_replica_dropped_is_retried(plane, cli
 
 @needs_haproxy
 @pytest.mark.anyio
+async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_passes(replicas, plane, client):
+    half = await HalfAnswerServer().start()  # answers health checks, breaks off every answer
+    try:
+        good = await replicas("good")
+        running = await plane([half, good], policy="round_robin")
+
+        def half_row() -> dict[str, str]:
+            rows = show_stat_rows(running.api.command("show stat"))
+            return next(r for r in rows if r["pxname"] == hc.BACKEND and r["svname"] == "half")
+
+        await wait_until(lambda: half_row()["status"] == "UP", what="half up")
+        for _ in range(2):  # round robin: one of two reaches half
+            with contextlib.suppress(aiohttp.ClientPayloadError):  # HAProxy had passed its head on
+                async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+                    await response.read()
+        assert half.requests == 1
+        controller = running.controller
+        assert controller is not None
+        await wait_until(lambda: controller.marked_down == 1, what="half marked down")
+        assert half_row()["chkdown"] == "1"  # HAProxy took it down once (health checks pass)
+        await wait_until(lambda: half_row()["status"] == "UP", what="half back after a passing check")
+        async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+            assert response.status == 200  # the balancer is up
+    finally:
+        await half.stop()
+
+
+@needs_haproxy
+@pytest.mark.anyio
 async def test_headers_up_to_the_limit_pass_and_larger_ones_get_a_400(replicas, plane, client):
     a = await replicas("a")
     running = await plane([a])
@@ -350,10 +380,12 @@ async def test_discovery_adds_and_drains_replicas_at_run_time(replicas, plane, c
 
 @needs_haproxy
 @pytest.mark.anyio
-async def test_only_ewma_runs_the_weight_controller(replicas, plane):
+async def test_only_ewma_sets_weights_and_every_policy_has_a_controller(replicas, plane):
     a = await replicas("a")
-    assert (await plane([a], policy="ewma")).controller is not None
-    assert (await plane([a], policy="least_request")).controller is None
+    ewma = (await plane([a], policy="ewma")).controller
+    assert ewma is not None and ewma.rule is not None
+    least = (await plane([a], policy="least_request")).controller
+    assert least is not None and least.rule is None  # it still takes broken replicas out
 
 
 @needs_haproxy
