@@ -281,8 +281,8 @@ class Controller:
     """Every ``interval_s``: ``show stat``; mark down the servers that ``broke_off`` an answer;
     with a ``WeightRule`` (policy ``ewma``; None for the others), fold the poll into it and send
     the weights that changed. Runs in a daemon thread between ``start()`` and ``stop()``;
-    ``errors`` counts polls that failed (HAProxy briefly unreachable), ``weight_sets`` the weights
-    sent, ``marked_down`` the servers marked down."""
+    ``polls`` counts the polls made, ``errors`` those that failed (HAProxy briefly unreachable),
+    ``weight_sets`` the weights sent, ``marked_down`` the servers marked down."""
 
     def __init__(self, api: RuntimeAPI, rule: WeightRule | None, interval_s: float = 0.2) -> None:
         if not 0.01 <= interval_s <= 60:
@@ -290,6 +290,7 @@ class Controller:
         self.api = api
         self.rule = rule
         self.interval_s = interval_s
+        self.polls = 0
         self.errors = 0
         self.weight_sets = 0
         self.marked_down = 0
@@ -302,6 +303,7 @@ class Controller:
     def step(self) -> dict[str, int]:
         """One poll; the weights sent."""
         stats = self.api.show_stat()
+        self.polls += 1
         for name in broke_off(stats, self._broken):
             self.api.mark_down(name)
             self.marked_down += 1

@@ -193,12 +193,17 @@ class _RawServer:
             self._server = None
 
 
+HALF_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"
+
+
 class HalfAnswerServer(_RawServer):
     """Answers health probes, but hangs up on every other request after half an answer: the
-    status line, headers with a Content-Length of 100, and 7 bytes of body."""
+    status line, headers with a Content-Length of 100, and 7 bytes of body (or after ``sends``;
+    ``b""``: without a byte)."""
 
-    def __init__(self, name: str = "half") -> None:
+    def __init__(self, name: str = "half", sends: bytes = HALF_ANSWER) -> None:
         super().__init__(name)
+        self.sends = sends
         self.requests = 0
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -209,7 +214,7 @@ class HalfAnswerServer(_RawServer):
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                     continue
                 self.requests += 1
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                writer.write(self.sends)
                 await writer.drain()
                 break
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -34,7 +34,7 @@ from mltoolkit.balancer.haproxy_plane import (
     traffic_rows,
 )
 
-from .fakes import HalfAnswerServer, OneAnswerPerConnection, needs_haproxy, parse_responses, raw_request, wait_until
+from .fakes import FakeReplica, HalfAnswerServer, OneAnswerPerConnection, needs_haproxy, parse_responses, raw_request, wait_until
 from .test_cli import REPO
 
 A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
@@ -162,6 +162,12 @@ def test_the_replicas_document_has_the_python_data_planes_keys():
 # -- HAProxy forwarding, this package controlling --------------------------------------------------
 
 
+def backend_row(running: Any, server: str) -> dict[str, str]:
+    """``server``'s row of ``show stat`` (its counters as HAProxy prints them)."""
+    rows = show_stat_rows(running.api.command("show stat"))
+    return next(r for r in rows if r["pxname"] == hc.BACKEND and r["svname"] == server)
+
+
 @needs_haproxy
 @pytest.mark.anyio
 async def test_requests_bodies_and_headers_cross_unchanged(replicas, plane, client):
@@ -277,11 +283,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
         good = await replicas("good")
         running = await plane([half, good], policy="round_robin")
 
-        def half_row() -> dict[str, str]:
-            rows = show_stat_rows(running.api.command("show stat"))
-            return next(r for r in rows if r["pxname"] == hc.BACKEND and r["svname"] == "half")
-
-        await wait_until(lambda: half_row()["status"] == "UP", what="half up")
+        await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half up")
         for _ in range(2):  # round robin: one of two reaches half
             with contextlib.suppress(aiohttp.ClientPayloadError):  # HAProxy had passed its head on
                 async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
@@ -290,12 +292,81 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
         controller = running.controller
         assert controller is not None
         await wait_until(lambda: controller.marked_down == 1, what="half marked down")
-        assert half_row()["chkdown"] == "1"  # HAProxy took it down once (health checks pass)
-        await wait_until(lambda: half_row()["status"] == "UP", what="half back after a passing check")
+        assert backend_row(running, "half")["chkdown"] == "1"  # HAProxy took it down once (health checks pass)
+        await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half back after a passing check")
         async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
             assert response.status == 200  # the balancer is up
     finally:
         await half.stop()
+
+
+@needs_haproxy
+@pytest.mark.anyio
+async def test_a_5xx_answer_is_passed_back_not_retried_and_keeps_the_replica_in(replicas, plane, client):
+    a, b = await replicas("a"), await replicas("b")
+    running = await plane([a, b], policy="round_robin")
+    await wait_until(lambda: {backend_row(running, n)["status"] for n in "ab"} == {"UP"}, what="a and b up")
+    answers = []
+    for _ in range(2):  # round robin: one of them reaches each replica
+        async with client.get(running.url + "/status/500") as response:
+            answers.append((response.status, (await response.json())["replica"]))
+    assert sorted(answers) == [(500, "a"), (500, "b")]
+    assert (a.received, b.received) == (["/status/500"], ["/status/500"])  # once each: no retry
+    controller = running.controller
+    assert controller is not None
+    polls = controller.polls
+    await wait_until(lambda: controller.polls >= polls + 2, what="two more polls")
+    # a 500 is the replica's answer (a model that raised), not a broken replica: both stay in
+    assert [(backend_row(running, n)["status"], backend_row(running, n)["chkdown"]) for n in "ab"] == [("UP", "0")] * 2
+    assert controller.marked_down == 0
+
+
+@needs_haproxy
+@pytest.mark.anyio
+async def test_a_replica_that_does_not_answer_in_time_is_a_json_504_not_retried(replicas, plane, client):
+    slow, other = await replicas("slow"), await replicas("other")
+    running = await plane([slow, other], policy="round_robin", request_timeout_s=0.5)
+    await wait_until(lambda: {backend_row(running, n)["status"] for n in ("slow", "other")} == {"UP"},
+                     what="both up")  # fmt: skip
+    slow.hold()
+    statuses = []
+    for _ in range(2):
+        async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+            statuses.append(response.status)
+            if response.status == 504:
+                assert response.content_type == "application/json" and "error" in await response.json()
+    assert sorted(statuses) == [200, 504]
+    assert (slow.predicts, other.predicts) == (1, 1)  # the timed-out request was not sent again
+    slow.release()
+
+
+@needs_haproxy
+@pytest.mark.anyio
+async def test_no_replica_up_is_a_json_503_and_without_retries_a_dropped_request_a_json_502(
+    replicas, plane, client
+):
+    nobody = FakeReplica("nobody")  # never started: its port refuses
+    running = await plane([nobody])
+    async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+        assert response.status == 503 and response.content_type == "application/json"
+        assert "error" in await response.json()
+    async with client.get(running.url + "/-/health") as response:
+        assert response.status == 200 and (await response.json())["healthy_replicas"] == 0
+    good = await replicas("good")
+    dropping = await HalfAnswerServer("dropping", sends=b"").start()  # closes on a request
+    try:
+        running = await plane([dropping, good], policy="round_robin", retries=0)
+        await wait_until(lambda: {backend_row(running, n)["status"] for n in ("dropping", "good")} == {"UP"},
+                         what="both up")  # fmt: skip
+        statuses = []
+        for _ in range(2):
+            async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
+                statuses.append(response.status)
+                if response.status == 502:
+                    assert response.content_type == "application/json" and "error" in await response.json()
+        assert sorted(statuses) == [200, 502] and (dropping.requests, good.predicts) == (1, 1)
+    finally:
+        await dropping.stop()
 
 
 @needs_haproxy
