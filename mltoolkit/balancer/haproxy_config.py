@@ -14,10 +14,16 @@ How the balancer's settings map onto HAProxy:
   requests that fit whole in ``BUFFER_BYTES``; ``request_timeout_s`` bounds the wait for a
   replica's answer (then 504) and in the queue; a request line and headers over
   ``MAX_HEADER_BYTES`` get a 400;
-- clients: ``client_header_timeout_s`` for a request's headers, ``client_body_timeout_s`` for
-  idle gaps while it is read or answered, ``client_idle_timeout_s`` between keep-alive requests;
+- clients: ``client_header_timeout_s`` for a request's headers and, when it fits in
+  ``BUFFER_BYTES``, its body (``option http-buffer-request``: HAProxy reads such a body whole
+  before it picks a replica, so a client that stalls gets a 408 and never holds a replica's
+  connection), ``client_body_timeout_s`` for idle gaps while a larger body is read or the answer
+  sent, ``client_idle_timeout_s`` between keep-alive requests (a connection that sent nothing is
+  closed without an answer: ``option http-ignore-probes``);
   ``max_client_connections`` open at once (more wait in the kernel's backlog); a declared body
-  over ``max_request_bytes`` gets a 413 before it is read;
+  over ``max_request_bytes`` gets a 413 before it is read (a chunked body is passed on as it
+  streams, never held whole, and the model server's own ``--max-request-bytes`` refuses one too
+  large; the python data plane counts it);
 - every error HAProxy answers itself is JSON (``{"error": ...}``), as the python data plane's;
 - ``/-/...`` paths go to the controller's admin server (``/-/health``, ``/-/replicas``,
   ``/-/metrics``); everything else to the replicas;
@@ -181,6 +187,8 @@ frontend {FRONTEND}
 {binds}
     maxconn {config.max_client_connections}
     option forwardfor
+    option http-buffer-request
+    option http-ignore-probes
     log ring@{LOG_RING} len 256 format raw sample 1:{config.latency_sample} local0
     log-format "{LOG_FORMAT}"
     http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {config.max_request_bytes} }}

@@ -79,7 +79,7 @@ def test_the_configuration_carries_the_balancer_settings():
                  "errorfile 503 /tmp/x/503.http", "stats socket /tmp/x/admin.sock mode 600 level admin",
                  "log ring@latency len 256 format raw sample 1:8 local0",
                  "use_backend admin if { path_beg /-/ }", "server controller 127.0.0.1:40001",
-                 "format raw", "size 1048576"]:  # fmt: skip
+                 "format raw", "size 1048576", "option http-buffer-request", "option http-ignore-probes"]:  # fmt: skip
         assert f"    {line}\n" in text, line
     assert "\nring latency\n" in text  # the log's ring, which the controller streams
 
@@ -367,6 +367,29 @@ async def test_no_replica_up_is_a_json_503_and_without_retries_a_dropped_request
         assert sorted(statuses) == [200, 502] and (dropping.requests, good.predicts) == (1, 1)
     finally:
         await dropping.stop()
+
+
+@needs_haproxy
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "sent, status",
+    [
+        (b"", None),  # idle: closed without a word
+        (b"POST /predict HTTP/1.1\r\nHost: lb\r\n", 408),  # headers never finished
+        (b"POST /predict HTTP/1.1\r\nHost: lb\r\nContent-Length: 100\r\n\r\n0123456789", 408),
+    ],
+    ids=["idle", "slow headers", "slow body"],
+)
+async def test_slow_and_idle_clients_are_cut_off_before_they_reach_a_replica(sent, status, replicas, plane):
+    a = await replicas("a")
+    running = await plane([a], client_header_timeout_s=0.3, client_body_timeout_s=0.3, client_idle_timeout_s=0.3)
+    answer = await raw_request(running.url, sent, timeout_s=15)  # returns once HAProxy closes
+    if status is None:
+        assert answer == b""
+    else:
+        [(answered, _, _)] = parse_responses(answer)  # the slow headers' 408 is HAProxy's HTML (2.6)
+        assert answered == status
+    assert a.received == []  # the stalled body did not hold a connection to the replica
 
 
 @needs_haproxy
