@@ -96,7 +96,8 @@ class BalancerConfig:
     after a connection-level failure. ``request_timeout_s`` bounds a whole request, retries and
     waiting included (then 504).
     Clients: a request's headers must arrive within ``client_header_timeout_s`` of its first
-    byte and its body within ``client_body_timeout_s`` after them (else 408); an idle
+    byte and its body within ``client_body_timeout_s`` after them (else 408; on the haproxy
+    data plane a body of up to 8 KB counts in the headers' time, see ``haproxy_config``); an idle
     keep-alive connection is closed after ``client_idle_timeout_s``; at most
     ``max_client_connections`` are open at once (one more gets a 503). ``reuse_port`` binds with
     SO_REUSEPORT so several balancer processes can share one port. ``hedge``: a POST or GET with
