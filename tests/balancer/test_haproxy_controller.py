@@ -215,14 +215,23 @@ async def test_runtime_api_reads_and_sets_weights_and_membership(replicas, plane
 
 @needs_haproxy
 @pytest.mark.anyio
-async def test_health_checks_take_a_failing_replica_out(replicas, plane):
+@pytest.mark.parametrize("sickness", ["hangs", "answers 503"])
+async def test_health_checks_take_a_failing_replica_out_and_back(replicas, plane, sickness):
     a, b = await replicas("a"), await replicas("b")
-    running = await plane([a, b], policy="least_request")
+    running = await plane([a, b], policy="round_robin", health_interval_s=0.05, health_timeout_s=0.2)
     await until_up(running, 2)
-    b.health_status = 503
+    if sickness == "hangs":
+        b.health_hangs = True  # every check of b times out from now on
+    else:
+        b.health_status = 503
     await until_up(running, 1)
+    b_before = b.predicts
     async with aiohttp.ClientSession() as session:
         assert {await get_replica(session, running.url) for _ in range(6)} == {"a"}
+        assert b.predicts == b_before
+        b.health_hangs, b.health_status = False, 200
+        await until_up(running, 2)
+        assert {await get_replica(session, running.url) for _ in range(4)} == {"a", "b"}
 
 
 @needs_haproxy
