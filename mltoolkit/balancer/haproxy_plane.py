@@ -5,7 +5,8 @@ fd@N``), so ``--port 0``, ``--reuse-port`` and a port already taken behave as wi
 plane. It then never touches a client request. It keeps:
 
 - the weights (policy ``ewma``): ``Controller`` reads HAProxy's per-server counters over the
-  runtime API every 200 ms and sets each replica's weight from its time per request;
+  runtime API every 200 ms and sets each replica's weight from its time per request; with any
+  policy it marks down a replica that broke off an answer, until its next health check passes;
 - the membership: discovery (``--discover-service``) adds and drains servers (``add server`` /
   ``disable server``, wait for requests in flight, ``del server``);
 - the admin routes ``/-/health``, ``/-/replicas`` and ``/-/metrics`` (HAProxy sends ``/-/...``
