@@ -34,7 +34,15 @@ from mltoolkit.balancer.haproxy_plane import (
     traffic_rows,
 )
 
-from .fakes import FakeReplica, HalfAnswerServer, OneAnswerPerConnection, needs_haproxy, parse_responses, raw_request, wait_until
+from .fakes import (
+    FakeReplica,
+    HalfAnswerServer,
+    OneAnswerPerConnection,
+    needs_haproxy,
+    parse_responses,
+    raw_request,
+    wait_until,
+)
 from .test_cli import REPO
 
 A = ReplicaTarget("a", "http://127.0.0.1:9001", node="node-0")
@@ -282,7 +290,6 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
     try:
         good = await replicas("good")
         running = await plane([half, good], policy="round_robin")
-
         await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half up")
         for _ in range(2):  # round robin: one of two reaches half
             with contextlib.suppress(aiohttp.ClientPayloadError):  # HAProxy had passed its head on
@@ -292,8 +299,8 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
         controller = running.controller
         assert controller is not None
         await wait_until(lambda: controller.marked_down == 1, what="half marked down")
-        assert backend_row(running, "half")["chkdown"] == "1"  # HAProxy took it down once (health checks pass)
-        await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half back after a passing check")
+        assert backend_row(running, "half")["chkdown"] == "1"  # HAProxy took it down (its checks pass)
+        await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half back after a check")
         async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
             assert response.status == 200  # the balancer is up
     finally:
