@@ -252,6 +252,17 @@ class OneAnswerPerConnection(HalfAnswerServer):
         writer.close()
 
 
+# what a slow or idle client sends before it stalls, and the status it gets (None: closed silently)
+SLOW_AND_IDLE_CLIENTS = {
+    "argvalues": [
+        (b"", None),
+        (b"POST /predict HTTP/1.1\r\nHost: lb\r\n", 408),  # headers never finished
+        (b"POST /predict HTTP/1.1\r\nHost: lb\r\nContent-Length: 100\r\n\r\n0123456789", 408),
+    ],
+    "ids": ["idle", "slow headers", "slow body"],
+}
+
+
 async def raw_request(url: str, data: bytes, timeout_s: float = 15.0) -> bytes:
     """Send ``data`` as is on a new connection to ``url``; everything read until it closes."""
     host, port = url.removeprefix("http://").split(":")

@@ -37,6 +37,7 @@ from mltoolkit.balancer.haproxy_plane import (
 from .fakes import (
     FakeReplica,
     HalfAnswerServer,
+    SLOW_AND_IDLE_CLIENTS,
     OneAnswerPerConnection,
     needs_haproxy,
     parse_responses,
@@ -176,6 +177,23 @@ def backend_row(running: Any, server: str) -> dict[str, str]:
     return next(r for r in rows if r["pxname"] == hc.BACKEND and r["svname"] == server)
 
 
+async def until_servers_up(running: Any, *servers: str) -> None:
+    await wait_until(lambda: {backend_row(running, n)["status"] for n in servers} == {"UP"},
+                     what=f"{', '.join(servers)} up")  # fmt: skip
+
+
+async def two_statuses(client: aiohttp.ClientSession, url: str) -> list[int]:
+    """The sorted statuses of two ``POST /predict`` (one per replica under round robin); an
+    error answer must be our JSON."""
+    statuses = []
+    for _ in range(2):
+        async with client.post(url + "/predict", json={"instances": [[1]]}) as response:
+            statuses.append(response.status)
+            if response.status >= 400:
+                assert response.content_type == "application/json" and "error" in await response.json()
+    return sorted(statuses)
+
+
 @needs_haproxy
 @pytest.mark.anyio
 async def test_requests_bodies_and_headers_cross_unchanged(replicas, plane, client):
@@ -290,7 +308,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
     try:
         good = await replicas("good")
         running = await plane([half, good], policy="round_robin")
-        await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half up")
+        await until_servers_up(running, "half")
         for _ in range(2):  # round robin: one of two reaches half
             with contextlib.suppress(aiohttp.ClientPayloadError):  # HAProxy had passed its head on
                 async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
@@ -300,7 +318,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
         assert controller is not None
         await wait_until(lambda: controller.marked_down == 1, what="half marked down")
         assert backend_row(running, "half")["chkdown"] == "1"  # HAProxy took it down (its checks pass)
-        await wait_until(lambda: backend_row(running, "half")["status"] == "UP", what="half back after a check")
+        await until_servers_up(running, "half")  # back after a passing check
         async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
             assert response.status == 200  # the balancer is up
     finally:
@@ -312,7 +330,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
 async def test_a_5xx_answer_is_passed_back_not_retried_and_keeps_the_replica_in(replicas, plane, client):
     a, b = await replicas("a"), await replicas("b")
     running = await plane([a, b], policy="round_robin")
-    await wait_until(lambda: {backend_row(running, n)["status"] for n in "ab"} == {"UP"}, what="a and b up")
+    await until_servers_up(running, "a", "b")
     answers = []
     for _ in range(2):  # round robin: one of them reaches each replica
         async with client.get(running.url + "/status/500") as response:
@@ -333,16 +351,9 @@ async def test_a_5xx_answer_is_passed_back_not_retried_and_keeps_the_replica_in(
 async def test_a_replica_that_does_not_answer_in_time_is_a_json_504_not_retried(replicas, plane, client):
     slow, other = await replicas("slow"), await replicas("other")
     running = await plane([slow, other], policy="round_robin", request_timeout_s=0.5)
-    await wait_until(lambda: {backend_row(running, n)["status"] for n in ("slow", "other")} == {"UP"},
-                     what="both up")  # fmt: skip
+    await until_servers_up(running, "slow", "other")
     slow.hold()
-    statuses = []
-    for _ in range(2):
-        async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
-            statuses.append(response.status)
-            if response.status == 504:
-                assert response.content_type == "application/json" and "error" in await response.json()
-    assert sorted(statuses) == [200, 504]
+    assert await two_statuses(client, running.url) == [200, 504]
     assert (slow.predicts, other.predicts) == (1, 1)  # the timed-out request was not sent again
     slow.release()
 
@@ -363,30 +374,16 @@ async def test_no_replica_up_is_a_json_503_and_without_retries_a_dropped_request
     dropping = await HalfAnswerServer("dropping", sends=b"").start()  # closes on a request
     try:
         running = await plane([dropping, good], policy="round_robin", retries=0)
-        await wait_until(lambda: {backend_row(running, n)["status"] for n in ("dropping", "good")} == {"UP"},
-                         what="both up")  # fmt: skip
-        statuses = []
-        for _ in range(2):
-            async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
-                statuses.append(response.status)
-                if response.status == 502:
-                    assert response.content_type == "application/json" and "error" in await response.json()
-        assert sorted(statuses) == [200, 502] and (dropping.requests, good.predicts) == (1, 1)
+        await until_servers_up(running, "dropping", "good")
+        assert await two_statuses(client, running.url) == [200, 502]
+        assert (dropping.requests, good.predicts) == (1, 1)
     finally:
         await dropping.stop()
 
 
 @needs_haproxy
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    "sent, status",
-    [
-        (b"", None),  # idle: closed without a word
-        (b"POST /predict HTTP/1.1\r\nHost: lb\r\n", 408),  # headers never finished
-        (b"POST /predict HTTP/1.1\r\nHost: lb\r\nContent-Length: 100\r\n\r\n0123456789", 408),
-    ],
-    ids=["idle", "slow headers", "slow body"],
-)
+@pytest.mark.parametrize("sent, status", **SLOW_AND_IDLE_CLIENTS)
 async def test_slow_and_idle_clients_are_cut_off_before_they_reach_a_replica(sent, status, replicas, plane):
     a = await replicas("a")
     running = await plane([a], client_header_timeout_s=0.3, client_body_timeout_s=0.3, client_idle_timeout_s=0.3)

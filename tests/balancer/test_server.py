@@ -18,7 +18,7 @@ import pytest
 from mltoolkit.balancer import BalancerConfig, ReplicaTarget, start_server
 from mltoolkit.balancer.server import raise_open_file_limit
 
-from .fakes import free_port, parse_responses, raw_request, wait_until
+from .fakes import SLOW_AND_IDLE_CLIENTS, free_port, parse_responses, raw_request, wait_until
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[2]
@@ -141,15 +141,7 @@ async def test_an_oversized_chunked_body_is_a_413(replicas, start_balancer):
     assert a.received == []
 
 
-@pytest.mark.parametrize(
-    "sent, status",
-    [
-        (b"", None),  # idle: closed without a word
-        (b"POST /predict HTTP/1.1\r\nHost: lb\r\n", 408),  # headers never finished
-        (b"POST /predict HTTP/1.1\r\nHost: lb\r\nContent-Length: 100\r\n\r\n0123456789", 408),
-    ],
-    ids=["idle", "slow headers", "slow body"],
-)
+@pytest.mark.parametrize("sent, status", **SLOW_AND_IDLE_CLIENTS)
 async def test_slow_and_idle_clients_are_cut_off(sent, status, replicas, start_balancer, client):
     a = await replicas("a")
     lb = await start_balancer(
