@@ -14,7 +14,7 @@ import json
 import shutil
 import socket
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Self
+from typing import Any, Awaitable, Callable, Self
 
 import pytest
 from aiohttp import web
@@ -49,6 +49,16 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def until_up(running: Any, count: int) -> None:
+    """Wait until ``count`` servers of a running haproxy data plane are up in HAProxy."""
+
+    async def all_up() -> bool:
+        stats = await asyncio.to_thread(running.api.show_stat)
+        return sum(s.up for s in stats) == count
+
+    await wait_until(all_up, timeout_s=30, what=f"{count} replicas up in HAProxy")
 
 
 class FakeReplica:

@@ -24,7 +24,7 @@ from mltoolkit.balancer.haproxy_controller import (
 )
 from mltoolkit.balancer.haproxy_plane import HAProxyPlane
 
-from .fakes import needs_haproxy, wait_until
+from .fakes import needs_haproxy, until_up, wait_until
 
 def stat(name: str, stot: int, scur: int, weight: int = 100, status: str = "UP") -> ServerStat:
     return ServerStat(name, status, weight, scur, 0, stot, 0, 0)
@@ -171,14 +171,6 @@ async def get_replica(session: aiohttp.ClientSession, url: str) -> str:
     async with session.post(url + "/predict", json={"instances": [[1, 2]]}) as response:
         assert response.status == 200
         return response.headers["X-Replica"]
-
-
-async def until_up(running: HAProxyPlane, count: int) -> None:
-    async def all_up() -> bool:
-        stats = await asyncio.to_thread(running.api.show_stat)
-        return sum(s.up for s in stats) == count
-
-    await wait_until(all_up, timeout_s=30, what="every replica up in HAProxy")
 
 
 @needs_haproxy

@@ -42,6 +42,7 @@ from .fakes import (
     needs_haproxy,
     parse_responses,
     raw_request,
+    until_up,
     wait_until,
 )
 from .test_cli import REPO
@@ -177,11 +178,6 @@ def backend_row(running: Any, server: str) -> dict[str, str]:
     return next(r for r in rows if r["pxname"] == hc.BACKEND and r["svname"] == server)
 
 
-async def until_servers_up(running: Any, *servers: str) -> None:
-    await wait_until(lambda: {backend_row(running, n)["status"] for n in servers} == {"UP"},
-                     what=f"{', '.join(servers)} up")  # fmt: skip
-
-
 async def two_statuses(client: aiohttp.ClientSession, url: str) -> list[int]:
     """The sorted statuses of two ``POST /predict`` (one per replica under round robin); an
     error answer must be our JSON."""
@@ -308,7 +304,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
     try:
         good = await replicas("good")
         running = await plane([half, good], policy="round_robin")
-        await until_servers_up(running, "half")
+        await until_up(running, 2)
         for _ in range(2):  # round robin: one of two reaches half
             with contextlib.suppress(aiohttp.ClientPayloadError):  # HAProxy had passed its head on
                 async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
@@ -318,7 +314,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
         assert controller is not None
         await wait_until(lambda: controller.marked_down == 1, what="half marked down")
         assert backend_row(running, "half")["chkdown"] == "1"  # HAProxy took it down (its checks pass)
-        await until_servers_up(running, "half")  # back after a passing check
+        await until_up(running, 2)  # half back after a passing check
         async with client.post(running.url + "/predict", json={"instances": [[1]]}) as response:
             assert response.status == 200  # the balancer is up
     finally:
@@ -330,7 +326,7 @@ async def test_a_replica_that_broke_off_an_answer_is_out_until_its_next_check_pa
 async def test_a_5xx_answer_is_passed_back_not_retried_and_keeps_the_replica_in(replicas, plane, client):
     a, b = await replicas("a"), await replicas("b")
     running = await plane([a, b], policy="round_robin")
-    await until_servers_up(running, "a", "b")
+    await until_up(running, 2)
     answers = []
     for _ in range(2):  # round robin: one of them reaches each replica
         async with client.get(running.url + "/status/500") as response:
@@ -351,7 +347,7 @@ async def test_a_5xx_answer_is_passed_back_not_retried_and_keeps_the_replica_in(
 async def test_a_replica_that_does_not_answer_in_time_is_a_json_504_not_retried(replicas, plane, client):
     slow, other = await replicas("slow"), await replicas("other")
     running = await plane([slow, other], policy="round_robin", request_timeout_s=0.5)
-    await until_servers_up(running, "slow", "other")
+    await until_up(running, 2)
     slow.hold()
     assert await two_statuses(client, running.url) == [200, 504]
     assert (slow.predicts, other.predicts) == (1, 1)  # the timed-out request was not sent again
@@ -374,7 +370,7 @@ async def test_no_replica_up_is_a_json_503_and_without_retries_a_dropped_request
     dropping = await HalfAnswerServer("dropping", sends=b"").start()  # closes on a request
     try:
         running = await plane([dropping, good], policy="round_robin", retries=0)
-        await until_servers_up(running, "dropping", "good")
+        await until_up(running, 2)
         assert await two_statuses(client, running.url) == [200, 502]
         assert (dropping.requests, good.predicts) == (1, 1)
     finally:
