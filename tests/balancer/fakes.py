@@ -12,12 +12,13 @@ import asyncio
 import base64
 import json
 import shutil
-import socket
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Self
 
 import pytest
 from aiohttp import web
+
+from mltoolkit.local.ports import free_ports
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,7 @@ class Address:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 async def wait_until(

@@ -16,6 +16,7 @@ import pytest
 
 from mltoolkit.balancer import BalancerConfig, ReplicaTarget
 from mltoolkit.balancer.cli import config_from_args, main
+from mltoolkit.local.ports import free_ports
 
 from .fakes import needs_haproxy, wait_until
 
@@ -213,11 +214,7 @@ def test_an_admin_port_round_trips_and_is_checked(capsys):
 async def test_the_admin_port_reaches_this_process_alone(replicas, balancer_process, client, data_plane):
     """Two processes share --port (--reuse-port); each one's --admin-port answers for it only."""
     a = await replicas("a")
-    admin_ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            admin_ports.append(sock.getsockname()[1])
+    admin_ports = free_ports(2)
     first, url = await balancer_process(["--port", "0", "--reuse-port", "--replica", f"a={a.url}",
                                          "--admin-port", str(admin_ports[0]), "--data-plane", data_plane])  # fmt: skip
     port = url.rsplit(":", 1)[1]

@@ -6,15 +6,10 @@ import subprocess
 import joblib
 import pytest
 
+from mltoolkit.local.ports import free_ports
 from mltoolkit.serving.__main__ import main
 
 from .process import server_command
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +38,7 @@ def test_bad_configuration_exits_2_with_the_option_named(
 
 
 def test_the_real_command_exits_2_before_binding(digits_path):
-    port = free_port()
+    port = free_ports(1)[0]
     result = subprocess.run(
         server_command(
             "--model-path", digits_path, "--model-name", "digits", "--port", str(port),
@@ -136,7 +131,7 @@ def test_a_standby_takes_over_a_replica_when_told(tmp_path, digits_path):
     import json
     import urllib.request
 
-    port = free_port()
+    port = free_ports(1)[0]
     log = tmp_path / "digits-1.log"
     process = _standby(digits_path)
     try:
@@ -165,7 +160,7 @@ def test_a_standby_without_orders_exits_0_and_one_whose_model_changed_refuses(tm
     shutil.copy(digits_path, copy)
     process = _standby(str(copy), "--model-sha256", _sha256(copy))
     copy.write_bytes(b"swapped while waiting")
-    process.stdin.write(json.dumps({"port": free_port(), "replica_id": "r"}) + "\n")
+    process.stdin.write(json.dumps({"port": free_ports(1)[0], "replica_id": "r"}) + "\n")
     process.stdin.close()
     assert process.wait(timeout=30) == 2
     assert "the file changed since" in process.stdout.read()
@@ -178,7 +173,7 @@ def test_a_standby_takes_over_with_the_replicas_emulated_service_time(tmp_path, 
     import time
     import urllib.request
 
-    port = free_port()
+    port = free_ports(1)[0]
     log = tmp_path / "digits-1.log"
     process = _standby(digits_path)
     try:
