@@ -16,8 +16,11 @@ model servers (mltoolkit.serving, batching on) behind it instead; ``--upstream b
 default) runs the static phase, then the model phase, in one run. With model servers,
 ``direct fleet`` is one wrk per replica at once (the connections split between them): what the
 replicas serve together without a balancer. It runs before every system and after the last of
-each round, and the fleet goal sets each system against the fleet runs just before and after it
-(the machine drifts within a round); its table row shows each round's median run. Every request
+each round, and, while each system still runs after its measurements, ``--fleet-pairs`` (4) more
+times, each followed by a 2 s run of the system at 64 connections. The fleet goal sets each of the
+system's runs at 64 connections against the fleet runs just before and after it (the machine
+drifts within a round) and prints their median with a 90 % interval of it; the table's row shows
+each round's median fleet run. Every request
 is the 1-row ``POST /predict`` body. Per round, each system in turn (alternating order): start
 it, check that answers through it are the replicas' answers, warm up, then wrk with 1
 connection (added latency, against ``direct`` in the same round) and 64 connections (maximum
@@ -42,7 +45,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -99,6 +102,11 @@ class Settings:
     load_cpu: int = 0
     wrk_on: str | None = None  # "replicas" or "balancer"; None: each phase's own (WRK_ON)
     only: tuple[str, ...] = ()
+    fleet_pairs: int = 4  # model phase: short runs of each system, each after a direct fleet run
+
+    @property
+    def fleet_slice_s(self) -> int:
+        return min(FLEET_SLICE_S, self.duration_s)
 
     @property
     def client_cpu(self) -> int:
@@ -113,6 +121,12 @@ class Settings:
 # the batching servers merge fewer requests per call, and the fleet through plain nginx or HAProxy
 # drops to 0.74-0.87x, a cost of the placement, not of a balancer (benchmarks/README.md).
 WRK_ON = {"static": "replicas", "model": "balancer"}
+# The fleet goal's extra runs (model phase): after its measurements, each system runs this long at
+# the most connections, each time right after a direct fleet run as long, ``fleet_pairs`` times.
+# The ratio to the fleet moves ~0.1 from one run to the next on this machine, from the host, not
+# the balancer; more short runs narrow the median's interval faster than fewer long ones (sd 0.098
+# at 2 s against 0.076 at 5 s, with the same median, 28 pairs of each: benchmarks/README.md).
+FLEET_SLICE_S = 2
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
@@ -129,10 +143,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
                         help="the core wrk runs on in both phases: the replicas' (core 0) or the "
                              "balancer's (core 1); default: replicas' with the static upstream, "
                              "balancer's with model servers")
+    parser.add_argument("--fleet-pairs", type=int,
+                        help="model phase: after each system's measurements, this many more "
+                             f"{FLEET_SLICE_S} s runs of it at the most connections, each right after a "
+                             "direct fleet run, for the fleet goal (default 4; 1 with --quick)")
     parser.add_argument("--only", nargs="+", default=[],
                         help="balancers whose name contains any of these words (direct always runs)")
     args = parser.parse_args(argv)  # fmt: skip
-    base = Settings(repetitions=1, duration_s=2, warmup_s=1) if args.quick else Settings()
+    base = Settings(repetitions=1, duration_s=2, warmup_s=1, fleet_pairs=1) if args.quick else Settings()
     settings = Settings(
         repetitions=base.repetitions if args.repetitions is None else args.repetitions,
         duration_s=base.duration_s if args.duration is None else args.duration,
@@ -141,8 +159,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         replicas=args.replicas,
         only=tuple(args.only),
         wrk_on=args.wrk_on,
+        fleet_pairs=base.fleet_pairs if args.fleet_pairs is None else args.fleet_pairs,
     )
     for name, value, low, high in (("--repetitions", settings.repetitions, 1, 100),
+                                   ("--fleet-pairs", settings.fleet_pairs, 0, 50),
                                    ("--duration", settings.duration_s, 1, 3600),
                                    ("--replicas", settings.replicas, 1, 16)):  # fmt: skip
         if value is not None and not low <= value <= high:
@@ -267,9 +287,11 @@ def measure_fleet(urls: Sequence[str], settings: Settings, body_file: Path) -> W
 
 
 def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], settings: Settings,
-               rundir: Path, body_file: Path, results: Results) -> None:
-    """Start ``balancer`` (not for ``direct``), check it, measure it, stop it (always). The
-    direct fleet is not a system here: ``run_phase`` runs it between the systems."""
+               rundir: Path, body_file: Path, results: Results,
+               then: Callable[[str], None] | None = None) -> None:
+    """Start ``balancer`` (not for ``direct``), check it, measure it, call ``then`` with its
+    predict URL while it still runs, stop it (always). The direct fleet is not a system here:
+    ``run_round`` runs it between the systems (and in ``then``)."""
     direct_url = next(iter(replicas.values()))
     log(f"round {repetition + 1}: {balancer.label}")
     if balancer == DIRECT:
@@ -287,35 +309,51 @@ def run_system(balancer: Balancer, repetition: int, replicas: dict[str, str], se
         measure(balancer.label, url + PREDICT_PATH, repetition, settings, body_file, results, group)
         if process.process is not None and process.process.poll() is not None:
             raise ServerFailed(f"{balancer.label} exited during the measurements:\n{process.log_tail()}")
+        if then is not None:
+            then(url + PREDICT_PATH)
 
 
 def run_round(order: Sequence[Balancer], repetition: int, replicas: dict[str, str],
               settings: Settings, rundir: Path, body_file: Path, results: Results,
               timeline: FleetTimeline | None) -> None:
     """Every system in ``order``; with a ``timeline``, the direct fleet before each and after the
-    last, and the round's median fleet run into ``results`` for the table."""
+    last, and while each system still runs, ``fleet_pairs`` short runs of it, each right after a
+    direct fleet run as long; the round's median fleet run into ``results`` for the table."""
     many = max(settings.connections)
 
     def failed(label: str, exc: Exception) -> None:
         log(f"{label} failed: {exc}")
         results.note(label, f"round {repetition + 1}: {one_line(exc)}")
 
-    def fleet() -> None:
+    def fleet(duration_s: int = settings.duration_s) -> None:
         log(f"round {repetition + 1}: {DIRECT_FLEET.label}")
         try:
-            timeline.add(DIRECT_FLEET.label, repetition, measure_fleet(list(replicas.values()), settings, body_file))
+            timeline.add(DIRECT_FLEET.label, repetition,
+                         measure_fleet(list(replicas.values()), replace(settings, duration_s=duration_s), body_file))
         except (WrkError, subprocess.SubprocessError) as exc:
             failed(DIRECT_FLEET.label, exc)
+
+    def pairs(label: str) -> Callable[[str], None]:
+        """Into the timeline: the system's run at the most connections, then ``fleet_pairs``
+        short ones, each right after a direct fleet run as long."""
+        def then(url: str) -> None:
+            if run := results.runs.get(Cell(label, 1, many), {}).get(repetition):
+                timeline.add(label, repetition, run)
+            for _ in range(settings.fleet_pairs):
+                fleet(settings.fleet_slice_s)
+                run = run_wrk(url, many, settings.fleet_slice_s, body_file=body_file, cpu=settings.client_cpu)
+                timeline.add(label, repetition, run)
+                log(f"  {label}, {many} conns, {settings.fleet_slice_s} s: {run.requests_per_s:.0f} req/s")
+        return then
 
     for balancer in order:
         if timeline is not None:
             fleet()
         try:
-            run_system(balancer, repetition, replicas, settings, rundir, body_file, results)
+            run_system(balancer, repetition, replicas, settings, rundir, body_file, results,
+                       then=pairs(balancer.label) if timeline is not None else None)  # fmt: skip
         except (ServerFailed, WrkError, subprocess.SubprocessError) as exc:
             failed(balancer.label, exc)
-        if timeline is not None and (run := results.runs.get(Cell(balancer.label, 1, many), {}).get(repetition)):
-            timeline.add(balancer.label, repetition, run)
     if timeline is not None:
         fleet()
         if (median_run := timeline.fleet_run(repetition)) is not None:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from peers.proxies import DIRECT, DIRECT_FLEET, Balancer
 from peers.results import Cell, Results
-from peers.stats import Spread, render_table
+from peers.stats import Spread, median_interval, render_table
 from peers.wrk import WrkResult
 
 HEADERS = ("system", "conns", "req/s", "p50 ms", "p99 ms", "errors", "added p50 ms",
@@ -46,6 +46,7 @@ def balancer_table(results: Results, cells: Sequence[Cell]) -> str:
 THROUGHPUT_VS_NGINX = 0.5  # req/s at the most connections, at least this fraction of nginx's
 ADDED_LATENCY_VS_NGINX = 2.0  # added p50 and p99 at one connection, at most this multiple
 FLEET_SHARE = 0.9  # model replicas through the balancer: at least this fraction of them direct
+INTERVAL_CONFIDENCE = 0.9  # of the interval printed beside the fleet line's median
 # nginx's added latency is a few hundredths of a millisecond, within noise of zero: a floor keeps
 # the ratio meaningful
 ADDED_FLOOR_MS = 0.01
@@ -97,8 +98,9 @@ class FleetTimeline:
                        key=lambda r: r.requests_per_s)  # fmt: skip
         return fleet[(len(fleet) - 1) // 2] if fleet else None
 
-    def ratio(self, label: str) -> Spread:
-        """``label``'s req/s over the mean of the fleet runs next to it in the same round."""
+    def ratios(self, label: str) -> list[float]:
+        """``label``'s runs, each as its req/s over the mean of the fleet runs next to it in the
+        same round."""
         ratios = []
         for i, (name, repetition, result) in enumerate(self.runs):
             if name != label:
@@ -107,7 +109,10 @@ class FleetTimeline:
             after = [r for n, rep, r in self.runs[i + 1:] if n == DIRECT_FLEET.label and rep == repetition][:1]
             if before or after:
                 ratios.append(result.requests_per_s / statistics.mean(r.requests_per_s for r in before + after))
-        return Spread.of(ratios)
+        return ratios
+
+    def ratio(self, label: str) -> Spread:
+        return Spread.of(self.ratios(label))
 
 
 def fleet_goal(timeline: FleetTimeline, ours: Balancer, connections: Sequence[int],
@@ -115,12 +120,25 @@ def fleet_goal(timeline: FleetTimeline, ours: Balancer, connections: Sequence[in
     """The goal line with model-server replicas: the fleet through our balancer against the
     same replicas called directly, all at once, just before and just after it; the ``peers``,
     measured the same way, follow in brackets, for scale. Three decimals: the ratio often lands
-    near the bar, where two would print 0.90 for a 0.897 that misses it."""
-    ratio = timeline.ratio(ours.label)
+    near the bar, where two would print 0.90 for a 0.897 that misses it. The verdict is the
+    median's; the interval beside it says whether this run's noise could carry the median across
+    the bar (when the bar lies inside it, the verdict is the draw's)."""
+    ratios = timeline.ratios(ours.label)
+    ratio = Spread.of(ratios)
     met = None if ratio.count == 0 else ratio.median >= FLEET_SHARE
+    interval = median_interval(ratios, INTERVAL_CONFIDENCE)
+    interval_text = (f"{INTERVAL_CONFIDENCE:.0%} interval of the median {interval[0]:.3f}-{interval[1]:.3f}"
+                     if interval else f"too few runs for a {INTERVAL_CONFIDENCE:.0%} interval of the median")
+    inside = interval is not None and interval[0] < FLEET_SHARE <= interval[1]
     line = (f"goal: model replicas through {ours.label} at {max(connections)} conns >= {FLEET_SHARE:.0%} "
             f"of the same replicas served directly (just before and after it): {ratio.format(3)}x "
-            f"-> {_verdict(met)}")  # fmt: skip
-    theirs = [(peer.label, timeline.ratio(peer.label)) for peer in peers]
-    measured = [f"{label} {spread.median:.3f}x" for label, spread in theirs if spread.count]
+            f"over {ratio.count} run{'' if ratio.count == 1 else 's'}, {interval_text} -> {_verdict(met)}"
+            f"{', but the bar lies inside the interval' if inside else ''}")  # fmt: skip
+    measured = []
+    for peer in peers:
+        theirs = timeline.ratios(peer.label)
+        if theirs:
+            interval = median_interval(theirs, INTERVAL_CONFIDENCE)
+            measured.append(f"{peer.label} {Spread.of(theirs).median:.3f}x"
+                            + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""))
     return line + (f" (measured alike: {', '.join(measured)})" if measured else "")

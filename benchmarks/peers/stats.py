@@ -33,6 +33,23 @@ class Spread:
         return f"{self.median:.{digits}f} [{self.low:.{digits}f}-{self.high:.{digits}f}]"
 
 
+def median_interval(values: Sequence[float], confidence: float = 0.9) -> tuple[float, float] | None:
+    """A distribution-free interval that holds the true median with at least ``confidence``:
+    the k-th smallest and k-th largest of the values, for the largest k that still covers it
+    (each value falls below the median with probability 1/2, so the count below is binomial).
+    None when there are too few values (at 90 %, fewer than 5: even [min-max] of 4 covers 87.5 %)."""
+    finite = sorted(float(v) for v in values if v is not None and math.isfinite(v))
+    n = len(finite)
+    chosen = None
+    for k in range(1, n // 2 + 1):
+        # P(the median lies outside [x_k, x_(n-k+1)]) = 2 P(Binomial(n, 1/2) <= k - 1)
+        outside = 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+        if 1 - outside < confidence:
+            break
+        chosen = k
+    return None if chosen is None else (finite[chosen - 1], finite[n - chosen])
+
+
 def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
     """Ratio of the i-th numerator to the i-th denominator, for measurements taken in the same
     round (so a busy moment of the machine hits both sides); pairs with a zero or missing

@@ -67,9 +67,34 @@ def test_the_fleet_goal_sets_each_system_against_the_fleet_runs_next_to_it(make_
     assert timeline.fleet_run(0).requests_per_s == 8000  # the round's median fleet run
     assert timeline.fleet_run(2) is None
     assert fleet_goal(timeline, OURS, (1, 64), peers=(NGINX_LEAST, HAPROXY_LEAST)).endswith(
-        "0.964 [0.950-0.978]x -> met (measured alike: haproxy leastconn 0.950x)")
+        "0.964 [0.950-0.978]x over 2 runs, too few runs for a 90% interval of the median -> met "
+        "(measured alike: haproxy leastconn 0.950x)")
     slow = FleetTimeline()
     for label, rps in [(DIRECT_FLEET.label, 5000), (OURS.label, 4485), (DIRECT_FLEET.label, 5000)]:
         slow.add(label, 0, make_result(rps=rps))
-    assert fleet_goal(slow, OURS, (1, 64)).endswith("0.897x -> NOT met")  # not "0.90x -> NOT met"
+    assert fleet_goal(slow, OURS, (1, 64)).endswith("0.897x over 1 run, too few runs for a 90% "
+                                                    "interval of the median -> NOT met")  # not "0.90x"
+
+
+def test_the_fleet_goal_says_when_the_bar_lies_inside_the_interval_of_the_median(make_result):
+    from peers.balancer_report import FleetTimeline, fleet_goal
+    from peers.proxies import DIRECT_FLEET, OURS
+
+    def timeline(ratios):
+        line = FleetTimeline()
+        for ratio in ratios:  # one run of ours between two fleet runs of 10,000 req/s
+            line.add(DIRECT_FLEET.label, 0, make_result(rps=10000))
+            line.add(OURS.label, 0, make_result(rps=10000 * ratio))
+        line.add(DIRECT_FLEET.label, 0, make_result(rps=10000))
+        return line
+
+    # five runs: the interval of the median is [min-max] (93.75 %)
+    clear = fleet_goal(timeline([0.92, 0.95, 0.93, 0.97, 0.91]), OURS, (1, 64))
+    assert fleet_goal(timeline([0.92, 0.95, 0.93, 0.97, 0.91]), OURS, (1, 64), peers=(OURS,)).endswith(
+        "(measured alike: mltoolkit ewma [haproxy] 0.930x (0.910-0.970))")  # a peer's interval
+    assert clear.endswith("0.930 [0.910-0.970]x over 5 runs, 90% interval of the median 0.910-0.970 -> met")
+    noisy = fleet_goal(timeline([0.92, 0.95, 0.93, 0.97, 0.85]), OURS, (1, 64))
+    assert noisy.endswith("90% interval of the median 0.850-0.970 -> met, but the bar lies inside the interval")
+    under = fleet_goal(timeline([0.82, 0.85, 0.83, 0.87, 0.95]), OURS, (1, 64))
+    assert under.endswith("0.820-0.950 -> NOT met, but the bar lies inside the interval")
     assert fleet_goal(FleetTimeline(), OURS, (1, 64)).endswith("-> no data")
