@@ -5,7 +5,7 @@ nginx and HAProxy (round robin and least connections), and against calling a rep
     .venv/bin/python benchmarks/balancer.py --quick            # 1 round of 2 s: a smoke test
     .venv/bin/python benchmarks/balancer.py --upstream model   # only in front of 2 model servers
     .venv/bin/python benchmarks/balancer.py --upstream model --wrk-on replicas  # wrk beside them
-    .venv/bin/python benchmarks/balancer.py --repetitions 2 --duration 5 --only ewma least  # ~5 min
+    .venv/bin/python benchmarks/balancer.py --repetitions 4 --duration 5 --only ewma least_conn leastconn  # the goal run, ~15 min
 
 Each balancer runs as one process with one thread, pinned to core 1. With the static upstream
 wrk shares core 0 with it; with model servers wrk runs on core 1 beside the balancer, so the

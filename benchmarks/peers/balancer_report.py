@@ -111,9 +111,6 @@ class FleetTimeline:
                 ratios.append(result.requests_per_s / statistics.mean(r.requests_per_s for r in before + after))
         return ratios
 
-    def ratio(self, label: str) -> Spread:
-        return Spread.of(self.ratios(label))
-
 
 def fleet_goal(timeline: FleetTimeline, ours: Balancer, connections: Sequence[int],
                peers: Sequence[Balancer] = ()) -> str:

@@ -5,6 +5,7 @@ from dataclasses import replace
 from peers.balancer_report import balancer_cells, balancer_table
 from peers.proxies import BALANCERS, DIRECT
 from peers.results import Cell, Results
+from peers.stats import Spread
 
 
 def test_added_latency_and_throughput_are_paired_with_direct_calls(make_result):
@@ -63,7 +64,7 @@ def test_the_fleet_goal_sets_each_system_against_the_fleet_runs_next_to_it(make_
     for label, rps in [(DIRECT_FLEET.label, 6000), (OURS.label, 5700)]:
         timeline.add(label, 1, make_result(rps=rps))
     # 8800 / mean(10000, 8000) = 0.978; 5700 / 6000 = 0.95; haproxy: 7600 / 8000 = 0.95
-    assert timeline.ratio(OURS.label).format(3) == "0.964 [0.950-0.978]"
+    assert Spread.of(timeline.ratios(OURS.label)).format(3) == "0.964 [0.950-0.978]"
     assert timeline.fleet_run(0).requests_per_s == 8000  # the round's median fleet run
     assert timeline.fleet_run(2) is None
     assert fleet_goal(timeline, OURS, (1, 64), peers=(NGINX_LEAST, HAPROXY_LEAST)).endswith(
