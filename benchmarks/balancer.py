@@ -44,6 +44,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -333,25 +334,23 @@ def run_round(order: Sequence[Balancer], repetition: int, replicas: dict[str, st
         except (WrkError, subprocess.SubprocessError) as exc:
             failed(DIRECT_FLEET.label, exc)
 
-    def pairs(label: str) -> Callable[[str], None]:
+    def pairs(label: str, url: str) -> None:
         """Into the timeline: the system's run at the most connections, then ``fleet_pairs``
         short ones, each right after a direct fleet run as long."""
-        def then(url: str) -> None:
-            if run := results.runs.get(Cell(label, 1, many), {}).get(repetition):
-                timeline.add(label, repetition, run)
-            for _ in range(settings.fleet_pairs):
-                fleet(settings.fleet_slice_s)
-                run = run_wrk(url, many, settings.fleet_slice_s, body_file=body_file, cpu=settings.client_cpu)
-                timeline.add(label, repetition, run)
-                log(f"  {label}, {many} conns, {settings.fleet_slice_s} s: {run.requests_per_s:.0f} req/s")
-        return then
+        if run := results.runs.get(Cell(label, 1, many), {}).get(repetition):
+            timeline.add(label, repetition, run)
+        for _ in range(settings.fleet_pairs):
+            fleet(settings.fleet_slice_s)
+            run = run_wrk(url, many, settings.fleet_slice_s, body_file=body_file, cpu=settings.client_cpu)
+            timeline.add(label, repetition, run)
+            log(f"  {label}, {many} conns, {settings.fleet_slice_s} s: {run.requests_per_s:.0f} req/s")
 
     for balancer in order:
         if timeline is not None:
             fleet()
         try:
             run_system(balancer, repetition, replicas, settings, rundir, body_file, results,
-                       then=pairs(balancer.label) if timeline is not None else None)  # fmt: skip
+                       then=partial(pairs, balancer.label) if timeline is not None else None)  # fmt: skip
         except (ServerFailed, WrkError, subprocess.SubprocessError) as exc:
             failed(balancer.label, exc)
     if timeline is not None:
