@@ -67,6 +67,7 @@ from mltoolkit.sim.metrics import (
 )
 from mltoolkit.sim.process import FleetProcess
 from mltoolkit.sim.replay import TIMEOUT_ERROR, replay, replay_async
+from peers.stats import median_interval
 from mltoolkit.sim.trace import ArrivalTrace, poisson_trace, trace_at_utilization
 
 HERE = Path(__file__).resolve().parent
@@ -544,11 +545,25 @@ def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD, runs: pd.DataFra
         )
         if runs is not None:
             paired = {peer: paired_p99_ratios(runs, name, peer, load) for peer in peers}
-            cells = [f"{peer} {np.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}] over {len(r)}"
-                     for peer, r in paired.items() if r]  # fmt: skip
+            cells = [paired_cell(peer, r) for peer, r in paired.items() if r]
             if cells:
                 lines.append(f"  paired, {name}'s p99 over the peer's on the same traces: " + ", ".join(cells))
     return lines
+
+
+PAIRED_CONFIDENCE = 0.9
+
+
+def paired_cell(peer: str, ratios: list[float]) -> str:
+    """``peer median [min-max] over n``; from 5 traces on, with the median's 90 % interval and,
+    when 1 lies inside it, that this run cannot tell the two apart."""
+    cell = f"{peer} {np.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] over {len(ratios)}"
+    interval = median_interval(ratios, PAIRED_CONFIDENCE)
+    if interval is None:
+        return cell
+    verdict = ("below" if interval[1] < 1 else "above" if interval[0] > 1
+               else "a tie within this run's noise")  # fmt: skip
+    return f"{cell}, {PAIRED_CONFIDENCE:.0%} interval of the median {interval[0]:.2f}-{interval[1]:.2f}: {verdict}"
 
 
 # -- reporting (pure) ---------------------------------------------------------------------------------

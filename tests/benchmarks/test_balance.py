@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from balance import IDEAL, balance_goals, paired_p99_ratios, summarize
+from balance import IDEAL, balance_goals, paired_cell, paired_p99_ratios, summarize
 
 
 def runs_of(p99_by_system: dict[str, list[float]], load: float = 0.9) -> pd.DataFrame:
@@ -56,3 +56,24 @@ def test_paired_ratios_use_only_the_traces_both_systems_ran():
     runs = runs_of({"ours:ewma": [100, 200, 300], "nginx:least_conn": [50, 400]})
     assert paired_p99_ratios(runs, "ours:ewma", "nginx:least_conn", 0.9) == [2.0, 0.5]
     assert paired_p99_ratios(runs, "ours:ewma", "nginx:least_conn", 0.5) == []
+
+
+def test_from_five_traces_the_paired_view_says_below_or_a_tie_by_its_interval():
+    ideal = [500, 520, 540, 560, 580, 600]
+    ours = [500, 520, 540, 560, 580, 600]
+    lines = goals({IDEAL: ideal, "ours:ewma": ours,
+                   "nginx:least_conn": [550, 580, 590, 620, 640, 700],   # ours 0.86-0.92x on every trace
+                   "haproxy:leastconn": [450, 560, 600, 530, 640, 580]})  # ours 0.90-1.11x: some each way  # fmt: skip
+    cells = lines[1].split(": ", 1)[1].split(", haproxy")
+    assert cells[0] == "nginx:least_conn 0.90x [0.86-0.92] over 6, 90% interval of the median 0.86-0.92: below"
+    assert cells[1].endswith("90% interval of the median 0.90-1.11: a tie within this run's noise")
+
+
+def test_with_fewer_than_five_traces_the_paired_view_has_no_interval():
+    lines = goals({IDEAL: [500] * 4, "ours:ewma": [500] * 4,
+                   "nginx:least_conn": [600] * 4, "haproxy:leastconn": [600] * 4})  # fmt: skip
+    assert "interval" not in lines[1] and lines[1].endswith("haproxy:leastconn 0.83x [0.83-0.83] over 4")
+
+
+def test_the_paired_view_says_above_when_the_whole_interval_is():
+    assert paired_cell("nginx:least_conn", [1.05, 1.2, 1.1, 1.3, 1.02]).endswith("1.02-1.30: above")
