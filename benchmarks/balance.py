@@ -67,8 +67,8 @@ from mltoolkit.sim.metrics import (
 )
 from mltoolkit.sim.process import FleetProcess
 from mltoolkit.sim.replay import TIMEOUT_ERROR, replay, replay_async
-from peers.stats import median_interval
 from mltoolkit.sim.trace import ArrivalTrace, poisson_trace, trace_at_utilization
+from peers.stats import median_interval
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "balance"
@@ -555,8 +555,8 @@ PAIRED_CONFIDENCE = 0.9
 
 
 def paired_cell(peer: str, ratios: list[float]) -> str:
-    """``peer median [min-max] over n``; from 5 traces on, with the median's 90 % interval and,
-    when 1 lies inside it, that this run cannot tell the two apart."""
+    """``peer median [min-max] over n``; from 5 traces on, with the median's 90 % interval and what
+    it says: below, above, or (1 inside it) a tie this run cannot tell apart."""
     cell = f"{peer} {np.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] over {len(ratios)}"
     interval = median_interval(ratios, PAIRED_CONFIDENCE)
     if interval is None:
