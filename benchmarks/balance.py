@@ -68,7 +68,7 @@ from mltoolkit.sim.metrics import (
 from mltoolkit.sim.process import FleetProcess
 from mltoolkit.sim.replay import TIMEOUT_ERROR, replay, replay_async
 from mltoolkit.sim.trace import ArrivalTrace, poisson_trace, trace_at_utilization
-from peers.stats import median_interval
+from peers.stats import INTERVAL_CONFIDENCE, median_interval
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "balance"
@@ -523,6 +523,18 @@ def paired_p99_ratios(runs: pd.DataFrame, system: str, peer: str, load: float) -
     return [float(ratio) for ratio in p99_over(runs, peer)[mine.index].dropna()]
 
 
+def paired_cell(peer: str, ratios: list[float]) -> str:
+    """``peer median [min-max] over n``; from 5 traces on, with the median's 90 % interval and what
+    it says: below, above, or (1 inside it) a tie this run cannot tell apart."""
+    cell = f"{peer} {np.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] over {len(ratios)}"
+    interval = median_interval(ratios)
+    if interval is None:
+        return cell
+    verdict = ("below" if interval[1] < 1 else "above" if interval[0] > 1
+               else "a tie within this run's noise")  # fmt: skip
+    return f"{cell}, {INTERVAL_CONFIDENCE:.0%} interval of the median {interval[0]:.2f}-{interval[1]:.2f}: {verdict}"
+
+
 def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD, runs: pd.DataFrame | None = None) -> list[str]:
     """Issue 10's balance goal for the default policy on each data plane, met or NOT met: p99 <=
     1.2x the ideal's and below nginx least_conn's and HAProxy leastconn's, at 90 % load. With
@@ -549,21 +561,6 @@ def balance_goals(table: pd.DataFrame, load: float = GOAL_LOAD, runs: pd.DataFra
             if cells:
                 lines.append(f"  paired, {name}'s p99 over the peer's on the same traces: " + ", ".join(cells))
     return lines
-
-
-PAIRED_CONFIDENCE = 0.9
-
-
-def paired_cell(peer: str, ratios: list[float]) -> str:
-    """``peer median [min-max] over n``; from 5 traces on, with the median's 90 % interval and what
-    it says: below, above, or (1 inside it) a tie this run cannot tell apart."""
-    cell = f"{peer} {np.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] over {len(ratios)}"
-    interval = median_interval(ratios, PAIRED_CONFIDENCE)
-    if interval is None:
-        return cell
-    verdict = ("below" if interval[1] < 1 else "above" if interval[0] > 1
-               else "a tie within this run's noise")  # fmt: skip
-    return f"{cell}, {PAIRED_CONFIDENCE:.0%} interval of the median {interval[0]:.2f}-{interval[1]:.2f}: {verdict}"
 
 
 # -- reporting (pure) ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from peers.proxies import DIRECT, DIRECT_FLEET, Balancer
 from peers.results import Cell, Results
-from peers.stats import Spread, median_interval, render_table
+from peers.stats import INTERVAL_CONFIDENCE, Spread, median_interval, render_table
 from peers.wrk import WrkResult
 
 HEADERS = ("system", "conns", "req/s", "p50 ms", "p99 ms", "errors", "added p50 ms",
@@ -46,7 +46,6 @@ def balancer_table(results: Results, cells: Sequence[Cell]) -> str:
 THROUGHPUT_VS_NGINX = 0.5  # req/s at the most connections, at least this fraction of nginx's
 ADDED_LATENCY_VS_NGINX = 2.0  # added p50 and p99 at one connection, at most this multiple
 FLEET_SHARE = 0.9  # model replicas through the balancer: at least this fraction of them direct
-INTERVAL_CONFIDENCE = 0.9  # of the interval printed beside the fleet line's median
 # nginx's added latency is a few hundredths of a millisecond, within noise of zero: a floor keeps
 # the ratio meaningful
 ADDED_FLOOR_MS = 0.01
@@ -123,7 +122,7 @@ def fleet_goal(timeline: FleetTimeline, ours: Balancer, connections: Sequence[in
     ratios = timeline.ratios(ours.label)
     ratio = Spread.of(ratios)
     met = None if ratio.count == 0 else ratio.median >= FLEET_SHARE
-    interval = median_interval(ratios, INTERVAL_CONFIDENCE)
+    interval = median_interval(ratios)
     interval_text = (f"{INTERVAL_CONFIDENCE:.0%} interval of the median {interval[0]:.3f}-{interval[1]:.3f}"
                      if interval else f"too few runs for a {INTERVAL_CONFIDENCE:.0%} interval of the median")
     inside = interval is not None and interval[0] < FLEET_SHARE <= interval[1]
@@ -135,7 +134,7 @@ def fleet_goal(timeline: FleetTimeline, ours: Balancer, connections: Sequence[in
     for peer in peers:
         theirs = timeline.ratios(peer.label)
         if theirs:
-            interval = median_interval(theirs, INTERVAL_CONFIDENCE)
+            interval = median_interval(theirs)
             measured.append(f"{peer.label} {Spread.of(theirs).median:.3f}x"
                             + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""))
     return line + (f" (measured alike: {', '.join(measured)})" if measured else "")

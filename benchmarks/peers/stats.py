@@ -33,7 +33,10 @@ class Spread:
         return f"{self.median:.{digits}f} [{self.low:.{digits}f}-{self.high:.{digits}f}]"
 
 
-def median_interval(values: Sequence[float], confidence: float = 0.9) -> tuple[float, float] | None:
+INTERVAL_CONFIDENCE = 0.9  # of the intervals of a median the benchmarks print
+
+
+def median_interval(values: Sequence[float], confidence: float = INTERVAL_CONFIDENCE) -> tuple[float, float] | None:
     """A distribution-free interval that holds the true median with at least ``confidence``:
     the k-th smallest and k-th largest of the values, for the largest k that still covers it
     (each value falls below the median with probability 1/2, so the count below is binomial).
